@@ -1,0 +1,76 @@
+"""Where files come from: recognise the export layouts and read identity from paths.
+
+A path (a loose file's path below the source root, or a zip member's name) gives the
+participant, the activity and the day. Layouts are regular expressions, tried in order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+
+_DATE = r"(?P<date>\d{4}-\d{2}-\d{2})"
+_DETAIL = r"_1d_(?P<detail>[0-9a-z]+)"
+
+LAYOUTS: dict[str, re.Pattern[str]] = {
+    # MyDataHelps raw "Fitbit Intraday" export members (inside a zip or extracted).
+    "mydatahelps": re.compile(
+        r"(?:^|/)fitbit_intraday_activities_(?P<activity>[a-z]+)/(?P<participant>[^/]+)/"
+        rf"activities_(?P=activity)_date_{_DATE}{_DETAIL}\.json$"
+    ),
+    # CareEvolution: raw/health/YYYY/MM/DD/FITBIT/activities-<a>-intraday/<participant>/...
+    "careevolution": re.compile(
+        r"(?:^|/)raw/health/(?P<y>\d{4})/(?P<m>\d{2})/(?P<d>\d{2})/FITBIT/"
+        r"activities-(?P<activity>[a-z]+)-intraday/(?P<participant>[^/]+)/"
+        rf"activities_(?P=activity)_date_{_DATE}{_DETAIL}\.json$"
+    ),
+    # <participant>/<YYYY-MM-DD>/<activity>.json
+    "by-participant-and-date": re.compile(
+        rf"(?:^|/)(?P<participant>[^/]+)/{_DATE}/(?P<activity>[a-z]+)\.json$"
+    ),
+}
+
+# MyDataHelps archive names: RK.<export id>.<project>_<YYYYMMDD>-<YYYYMMDD>.zip
+EXPORT_ARCHIVE = re.compile(
+    r"(?:^|/)RK\.(?P<export>[^./]+)\.(?P<project>[^/]+)_(?P<start>\d{8})-(?P<end>\d{8})\.zip$"
+)
+
+
+@dataclass(frozen=True)
+class PathInfo:
+    layout: str
+    participant_id: str
+    activity: str
+    date: dt.date
+
+
+class LayoutError(ValueError):
+    """The path matches no layout, or its parts contradict each other."""
+
+
+def match(path: str) -> PathInfo:
+    """Identify a document from its (relative, ``/``-separated) path."""
+    for name, pattern in LAYOUTS.items():
+        m = pattern.search(path)
+        if not m:
+            continue
+        try:
+            day = dt.date.fromisoformat(m["date"])
+        except ValueError:
+            raise LayoutError(f"'{m['date']}' in the path is not a valid date") from None
+        if name == "careevolution" and (m["y"], m["m"], m["d"]) != tuple(m["date"].split("-")):
+            raise LayoutError("the folder date and the file name date disagree")
+        return PathInfo(name, m["participant"], m["activity"], day)
+    raise LayoutError("path matches no known layout (see README: supported layouts)")
+
+
+def export_end_date(archive_path: str) -> dt.date | None:
+    """The end date of a MyDataHelps export, from its archive name."""
+    m = EXPORT_ARCHIVE.search(archive_path)
+    if not m:
+        return None
+    try:
+        return dt.datetime.strptime(m["end"], "%Y%m%d").date()
+    except ValueError:
+        return None

@@ -1,0 +1,194 @@
+"""One incremental pipeline run: list -> skip unchanged -> transform -> stage -> merge -> publish.
+
+The CLI, the Airflow DAG and tests all call :func:`run`; nothing here prints.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import lake, schema
+from .layouts import LayoutError, match
+from .sources import SourceDoc, list_documents
+from .transform import RunContext, iter_parts, transform
+from .warehouse import Warehouse, open_warehouse
+
+log = logging.getLogger(__name__)
+
+ACTIVITY_TOTAL = "ALL"
+STAT_FIELDS = (
+    "files_found",
+    "files_new",
+    "files_changed",
+    "files_unchanged",
+    "files_loaded",
+    "files_rejected",
+    "files_superseded",
+    "rows_read",
+    "rows_loaded",
+    "rows_rejected",
+    "rows_duplicate",
+    "rows_superseded",
+    "warnings",
+)
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    status: str  # succeeded | nothing-new | failed
+    started_at: dt.datetime
+    duration_s: float = 0.0
+    objects: int = 0
+    bytes_listed: int = 0
+    bytes_read: int = 0
+    per_activity: dict[str, Counter[str]] = field(default_factory=dict)
+    rows_by_table: dict[str, int] = field(default_factory=dict)
+    rules: list[tuple[str, int]] = field(default_factory=list)
+    message: str | None = None
+
+    @property
+    def totals(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for c in self.per_activity.values():
+            total.update(c)
+        return total
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-friendly view (for ``--json``, XCom and notifications): counts only, no values."""
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "started_at": self.started_at.isoformat(),
+            "duration_s": round(self.duration_s, 3),
+            "totals": {k: self.totals.get(k, 0) for k in STAT_FIELDS},
+            "per_activity": {
+                a: {k: c.get(k, 0) for k in STAT_FIELDS} for a, c in sorted(self.per_activity.items())
+            },
+            "rows_by_table": dict(sorted(self.rows_by_table.items())),
+            "rules": dict(self.rules),
+            "message": self.message,
+        }
+
+
+def new_run_id(now: dt.datetime) -> str:
+    return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+
+
+def _activity_of(doc: SourceDoc) -> str:
+    try:
+        return match(doc.logical_path).activity
+    except LayoutError:
+        return "unknown"
+
+
+def run(
+    source: str,
+    lake_uri: str,
+    warehouse: str,
+    schema_name: str = "rural",
+    *,
+    workers: int = 0,
+    run_date: dt.date | None = None,
+    on_start: Callable[[int], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> RunSummary:
+    """Run the pipeline once. Bad input is rejected and counted; only a failing run raises."""
+    started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    t0 = time.perf_counter()
+    summary = RunSummary(new_run_id(started), "succeeded", started)
+    with open_warehouse(warehouse, schema_name) as wh:
+        try:
+            _run(summary, wh, source, lake_uri, workers, run_date or started.date(), on_start, on_progress)
+        except Exception as exc:
+            summary.status = "failed"
+            summary.message = f"{type(exc).__name__}: {exc}"
+            summary.duration_s = time.perf_counter() - t0
+            _record(wh, summary)
+            raise
+        summary.duration_s = time.perf_counter() - t0
+        _record(wh, summary)
+    return summary
+
+
+def _run(
+    summary: RunSummary,
+    wh: Warehouse,
+    source: str,
+    lake_uri: str,
+    workers: int,
+    run_date: dt.date,
+    on_start: Callable[[int], None] | None,
+    on_progress: Callable[[int], None] | None,
+) -> None:
+    wh.ensure_schema()
+    listing = list_documents(source)
+    summary.objects, summary.bytes_listed = listing.objects, listing.bytes
+    known = wh.known_files()
+    todo: list[SourceDoc] = []
+    for doc in listing.docs:
+        c = summary.per_activity.setdefault(_activity_of(doc), Counter())
+        c["files_found"] += 1
+        previous = known.get(doc.source_file)
+        if previous == doc.fingerprint:
+            c["files_unchanged"] += 1
+            continue
+        c["files_new" if previous is None else "files_changed"] += 1
+        todo.append(doc)
+    log.info("run %s: %d documents found, %d to process", summary.run_id, len(listing.docs), len(todo))
+    if not todo:
+        summary.status = "nothing-new"
+        summary.message = "no new or changed files"
+        return
+    if on_start:
+        on_start(len(todo))
+    ctx = RunContext(
+        run_id=summary.run_id,
+        run_date=run_date,
+        staging_uri=lake.staging_uri(lake_uri, summary.run_id),
+        quarantine_uri=lake.quarantine_uri(lake_uri, summary.run_id),
+        processed_at=summary.started_at,
+    )
+    result = transform(todo, ctx, workers=workers, on_progress=on_progress)
+    summary.bytes_read = result.bytes_read
+    parts = {t.name: list(iter_parts(ctx.staging_uri, t.name)) for t in schema.STAGED_TABLES}
+    wh.load_staging(parts)
+    merged = wh.merge(summary.run_id)
+    summary.rows_by_table = {t.name: merged.inserted.get(t.name, 0) for t in schema.DATA_TABLES}
+    lake.publish(lake_uri, ctx.staging_uri, merged.winners, summary.run_id)
+    warnings = wh.warnings(summary.run_id)
+    for activity, files, loaded, rejected, superseded, *rows in wh.file_stats(summary.run_id):
+        c = summary.per_activity.setdefault(activity, Counter())
+        c.update(files_loaded=int(loaded), files_rejected=int(rejected), files_superseded=int(superseded))
+        for key, value in zip(("read", "loaded", "rejected", "duplicate", "superseded"), rows, strict=True):
+            c[f"rows_{key}"] += int(value or 0)
+        c["warnings"] += warnings.get(activity, 0)
+    summary.rules = wh.rule_counts(summary.run_id)
+
+
+def _record(wh: Warehouse, s: RunSummary) -> None:
+    finished = s.started_at + dt.timedelta(seconds=s.duration_s)
+    base = {
+        "run_id": s.run_id,
+        "started_at": s.started_at,
+        "finished_at": finished,
+        "status": s.status,
+        "duration_s": s.duration_s,
+        "message": s.message,
+    }
+    rows = [{**base, "activity": ACTIVITY_TOTAL, **{k: s.totals.get(k, 0) for k in STAT_FIELDS}}]
+    rows += [
+        {**base, "activity": a, **{k: c.get(k, 0) for k in STAT_FIELDS}}
+        for a, c in sorted(s.per_activity.items())
+    ]
+    try:
+        wh.record_run(rows)
+    except Exception:  # recording must never hide the run's own outcome
+        log.exception("could not record run %s statistics", s.run_id)

@@ -1,0 +1,54 @@
+"""The declared validation rules: an id, a severity, what it checks and where it applies.
+
+Ranges per activity live in :mod:`fitbit_pipeline.activities`; this module names every
+rule once so that rejects, findings, docs and tests share the same ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Severity = Literal["error", "warning"]
+Scope = Literal["file", "row", "summary", "finding"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    severity: Severity
+    scope: Scope
+    message: str
+
+
+_RULES = (
+    # Whole file rejected (the ledger records the reason; raw bytes are kept).
+    Rule("file_unreadable", "error", "file", "the object could not be read"),
+    Rule("invalid_json", "error", "file", "the file is not valid JSON"),
+    Rule("unknown_layout", "error", "file", "the path matches no known export layout"),
+    Rule("wrong_structure", "error", "file", "the JSON does not have the Fitbit response structure"),
+    Rule("date_invalid", "error", "file", "the summary dateTime is not a valid date"),
+    Rule("date_mismatch", "error", "file", "the date in the path and the dateTime in the JSON disagree"),
+    Rule("date_in_future", "error", "file", "the day lies in the future relative to the run"),
+    # One intraday row rejected (it lands in rejected_records).
+    Rule("missing_field", "error", "row", "a required key of the row is missing"),
+    Rule("time_invalid", "error", "row", "time is not a valid HH:MM:SS"),
+    Rule("value_wrong_type", "error", "row", "a value is not a number of the declared type"),
+    Rule("value_out_of_range", "error", "row", "a value lies outside the plausible range"),
+    Rule("time_off_grid", "error", "row", "the time is not on the dataset interval's grid"),
+    Rule("duplicate_timestamp", "error", "row", "a timestamp repeats within the file (first kept)"),
+    # Daily summary rows.
+    Rule("daily_value_invalid", "error", "summary", "the daily total is not a non-negative number"),
+    Rule("resting_hr_out_of_range", "error", "summary", "resting heart rate outside the plausible range"),
+    Rule("zone_invalid", "error", "summary", "a heart-rate zone is malformed, inverted or overlapping"),
+    # Warnings: rows stay, the finding is recorded in data_quality_findings.
+    Rule("daily_total_mismatch", "warning", "finding", "the daily total disagrees with the intraday sum"),
+    Rule("daily_summary_missing", "warning", "finding", "intraday data without a daily summary"),
+    Rule("intraday_missing", "warning", "finding", "a daily summary without intraday data"),
+)
+
+RULES: dict[str, Rule] = {r.id: r for r in _RULES}
+
+
+def rule(rule_id: str) -> Rule:
+    return RULES[rule_id]

@@ -1,0 +1,199 @@
+"""Table model, derived from the activity description.
+
+One :class:`Table` per warehouse table, with its Arrow schema. The warehouse DDL
+(:mod:`fitbit_pipeline.sql`) and the Parquet files of the lake use these schemas.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import pyarrow as pa
+
+from .activities import ACTIVITIES, Activity, Kind
+
+TableKind = Literal["intraday", "daily", "zones", "rejects", "findings", "deliveries", "files", "runs"]
+
+TS = pa.timestamp("us")
+_NUMERIC: dict[Kind, pa.DataType] = {"int": pa.int32(), "float": pa.float64()}
+_DAILY: dict[Kind, pa.DataType] = {"int": pa.int64(), "float": pa.float64()}
+
+PROVENANCE = [pa.field("source_file", pa.string(), False), pa.field("run_id", pa.string(), False)]
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    kind: TableKind
+    schema: pa.Schema
+    activity: str | None = None  # the activity whose deliveries replace its rows
+
+    @property
+    def columns(self) -> list[str]:
+        return self.schema.names
+
+    @property
+    def staging_name(self) -> str:
+        return f"stg_{self.name}"
+
+    @property
+    def data(self) -> bool:
+        """A table of measured data, replaced per participant-day delivery."""
+        return self.kind in ("intraday", "daily", "zones")
+
+
+def _intraday(a: Activity) -> Table:
+    fields = [
+        pa.field("participant_id", pa.string(), False),
+        pa.field("date", pa.date32(), False),
+        pa.field("ts", TS, False),
+    ]
+    fields += [pa.field(m.name, _NUMERIC[m.kind], False) for m in a.measures]
+    return Table(a.intraday_table, "intraday", pa.schema(fields + PROVENANCE), a.name)
+
+
+def _daily(a: Activity) -> Table:
+    fields = [pa.field("participant_id", pa.string(), False), pa.field("date", pa.date32(), False)]
+    if a.daily == "heart":
+        fields.append(pa.field("resting_heart_rate", pa.int32(), True))
+    else:
+        fields.append(pa.field("value", _DAILY[a.daily_kind], False))
+    return Table(a.daily_table, "daily", pa.schema(fields + PROVENANCE), a.name)
+
+
+HEART_RATE_ZONES = Table(
+    "heart_rate_zones",
+    "zones",
+    pa.schema(
+        [
+            pa.field("participant_id", pa.string(), False),
+            pa.field("date", pa.date32(), False),
+            pa.field("zone_type", pa.string(), False),  # standard | custom
+            pa.field("zone_name", pa.string(), False),
+            pa.field("min_bpm", pa.int32(), True),
+            pa.field("max_bpm", pa.int32(), True),
+            pa.field("minutes", pa.int32(), True),
+            pa.field("calories_out", pa.float64(), True),
+            *PROVENANCE,
+        ]
+    ),
+    "heart",
+)
+
+_ROW_CONTEXT = [
+    pa.field("run_id", pa.string(), False),
+    pa.field("source_file", pa.string(), False),
+    pa.field("participant_id", pa.string(), True),
+    pa.field("activity", pa.string(), True),
+    pa.field("date", pa.date32(), True),
+]
+
+REJECTED_RECORDS = Table(
+    "rejected_records",
+    "rejects",
+    pa.schema(
+        [
+            *_ROW_CONTEXT,
+            pa.field("ts", TS, True),
+            pa.field("row_index", pa.int64(), True),  # position in the dataset; null for file/summary
+            pa.field("record_type", pa.string(), False),  # file | intraday | daily | zone
+            pa.field("rule_id", pa.string(), False),
+            pa.field("raw_value", pa.string(), True),
+            pa.field("message", pa.string(), False),
+        ]
+    ),
+)
+
+DATA_QUALITY_FINDINGS = Table(
+    "data_quality_findings",
+    "findings",
+    pa.schema(
+        [
+            *_ROW_CONTEXT,
+            pa.field("rule_id", pa.string(), False),
+            pa.field("severity", pa.string(), False),
+            pa.field("message", pa.string(), False),
+        ]
+    ),
+)
+
+_DELIVERY_FIELDS = [
+    pa.field("participant_id", pa.string(), False),
+    pa.field("activity", pa.string(), False),
+    pa.field("date", pa.date32(), False),
+    pa.field("source_file", pa.string(), False),
+    pa.field("delivery_rank", pa.string(), False),
+    pa.field("run_id", pa.string(), False),
+]
+PIPELINE_DELIVERIES = Table("pipeline_deliveries", "deliveries", pa.schema(_DELIVERY_FIELDS))
+
+PIPELINE_FILES = Table(
+    "pipeline_files",
+    "files",
+    pa.schema(
+        [
+            pa.field("source_file", pa.string(), False),
+            pa.field("fingerprint", pa.string(), False),
+            pa.field("size_bytes", pa.int64(), True),
+            pa.field("participant_id", pa.string(), True),
+            pa.field("activity", pa.string(), True),
+            pa.field("date", pa.date32(), True),
+            pa.field("delivery_rank", pa.string(), True),
+            pa.field("status", pa.string(), False),  # loaded | rejected | superseded | replaced
+            pa.field("rule_id", pa.string(), True),
+            pa.field("reason", pa.string(), True),
+            pa.field("run_id", pa.string(), False),
+            pa.field("rows_read", pa.int64(), False),
+            pa.field("rows_valid", pa.int64(), False),
+            pa.field("rows_loaded", pa.int64(), False),
+            pa.field("rows_rejected", pa.int64(), False),
+            pa.field("rows_duplicate", pa.int64(), False),
+            pa.field("rows_superseded", pa.int64(), False),
+            pa.field("processed_at", TS, False),
+        ]
+    ),
+)
+
+PIPELINE_RUNS = Table(
+    "pipeline_runs",
+    "runs",
+    pa.schema(
+        [
+            pa.field("run_id", pa.string(), False),
+            pa.field("activity", pa.string(), False),  # one row per activity and one named 'ALL'
+            pa.field("started_at", TS, False),
+            pa.field("finished_at", TS, False),
+            pa.field("status", pa.string(), False),
+            pa.field("files_found", pa.int64(), False),
+            pa.field("files_new", pa.int64(), False),
+            pa.field("files_changed", pa.int64(), False),
+            pa.field("files_unchanged", pa.int64(), False),
+            pa.field("files_loaded", pa.int64(), False),
+            pa.field("files_rejected", pa.int64(), False),
+            pa.field("files_superseded", pa.int64(), False),
+            pa.field("rows_read", pa.int64(), False),
+            pa.field("rows_loaded", pa.int64(), False),
+            pa.field("rows_rejected", pa.int64(), False),
+            pa.field("rows_duplicate", pa.int64(), False),
+            pa.field("rows_superseded", pa.int64(), False),
+            pa.field("warnings", pa.int64(), False),
+            pa.field("duration_s", pa.float64(), False),
+            pa.field("message", pa.string(), True),
+        ]
+    ),
+)
+
+INTRADAY: dict[str, Table] = {a.name: _intraday(a) for a in ACTIVITIES}
+DAILY: dict[str, Table] = {a.name: _daily(a) for a in ACTIVITIES}
+DATA_TABLES: tuple[Table, ...] = (*INTRADAY.values(), *DAILY.values(), HEART_RATE_ZONES)
+# Tables a run stages (written by the transform, loaded into stg_* tables).
+STAGED_TABLES: tuple[Table, ...] = (
+    *DATA_TABLES,
+    REJECTED_RECORDS,
+    DATA_QUALITY_FINDINGS,
+    PIPELINE_FILES,
+    PIPELINE_DELIVERIES,
+)
+ALL_TABLES: tuple[Table, ...] = (*STAGED_TABLES, PIPELINE_RUNS)
+BY_NAME: dict[str, Table] = {t.name: t for t in ALL_TABLES}

@@ -1,0 +1,56 @@
+"""Configuration: environment variables, a ``.env`` file, then CLI flags (highest)."""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting, with its environment variable (case-insensitive) as the field name."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # The original design's variables.
+    fitbit_source_bucket: str | None = Field(None, description="S3 bucket of the raw exports")
+    fitbit_source_prefix: str = Field("", description="key prefix of the raw exports")
+    fitbit_dest_bucket: str | None = Field(None, description="S3 bucket of the Parquet lake")
+    fitbit_dest_prefix: str = Field("", description="key prefix of the Parquet lake")
+    glue_scripts_bucket: str | None = Field(None, description="S3 bucket for Glue job scripts")
+    redshift_database: str | None = Field(None, description="Redshift database")
+    redshift_schema: str = Field("rural", description="warehouse schema (all warehouses)")
+    redshift_temp_dir: str | None = Field(None, description="S3 temp location for Redshift")
+    aws_region: str | None = Field(None, description="AWS region")
+    glue_job_prefix: str = Field("fitbit", description="Glue job names: {prefix}_{activity}_processor")
+
+    # What the local default needs (URIs; a bucket setting above takes precedence when set).
+    fitbit_source: str = Field("data/source", description="source folder or URI of the raw exports")
+    fitbit_lake: str = Field("data/lake", description="lake folder or URI")
+    fitbit_warehouse: str = Field("data/warehouse.duckdb", description="DuckDB file of the warehouse")
+    fitbit_workers: int = Field(0, description="transform processes; 0 = one per core")
+
+    def source_uri(self) -> str:
+        if self.fitbit_source_bucket:
+            return _s3(self.fitbit_source_bucket, self.fitbit_source_prefix)
+        return _local(self.fitbit_source)
+
+    def lake_uri(self) -> str:
+        if self.fitbit_dest_bucket:
+            return _s3(self.fitbit_dest_bucket, self.fitbit_dest_prefix)
+        return _local(self.fitbit_lake)
+
+    def warehouse_target(self) -> str:
+        return _local(self.fitbit_warehouse) if "://" not in self.fitbit_warehouse else self.fitbit_warehouse
+
+    def workers(self) -> int:
+        return self.fitbit_workers or os.cpu_count() or 1
+
+
+def _s3(bucket: str, prefix: str) -> str:
+    return f"s3://{bucket}/{prefix.strip('/')}".rstrip("/")
+
+
+def _local(path: str) -> str:
+    return path if "://" in path else os.path.abspath(os.path.expanduser(path))

@@ -1,0 +1,208 @@
+"""Sources: where the bytes come from (a local folder today, any fsspec URL such as ``s3://``).
+
+Lists the documents below a source URI (loose JSON files and the members of zip
+exports, read in place, never extracted to disk), gives each a stable identity (its
+``source_file`` and a content fingerprint) and a delivery rank, and reads their bytes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import posixpath
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+
+from .layouts import export_end_date
+
+MAX_MEMBER_BYTES = 1 << 30  # uncompressed size of one zip member
+MAX_COMPRESSION_RATIO = 200  # zip-bomb guard: uncompressed / compressed
+
+
+@dataclass(frozen=True)
+class SourceDoc:
+    """One JSON document to parse: a loose file or a zip member."""
+
+    source_file: str  # unique identity: the object URI, plus ``!member`` for zip members
+    object_path: str  # the object in the filesystem (the file or the archive)
+    member: str | None
+    logical_path: str  # path below the source root (or the member name) used to match layouts
+    size: int
+    fingerprint: str  # changes when the content changes
+    delivery_rank: str  # larger wins when two deliveries of the same participant-day compete
+    error: str | None = None  # set when the document cannot be read at all
+
+    @property
+    def archive(self) -> str | None:
+        return self.object_path if self.member is not None else None
+
+
+@dataclass
+class Listing:
+    docs: list[SourceDoc]
+    objects: int
+    bytes: int
+
+
+def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    fs, root = fsspec.core.url_to_fs(uri)
+    return fs, root
+
+
+def _uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    return (
+        fs.unstrip_protocol(path)
+        if not isinstance(fs, fsspec.implementations.local.LocalFileSystem)
+        else path
+    )
+
+
+def _mtime(info: dict[str, Any]) -> dt.datetime:
+    value = info.get("mtime", info.get("LastModified", info.get("last_modified")))
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+    if isinstance(value, int | float):
+        return dt.datetime.fromtimestamp(value, dt.UTC).replace(tzinfo=None)
+    return dt.datetime(1970, 1, 1)
+
+
+def _fingerprint(info: dict[str, Any]) -> str:
+    etag = info.get("ETag") or info.get("etag")
+    if etag:
+        return f"etag:{str(etag).strip(chr(34))}:{info.get('size')}"
+    return f"{info.get('size')}:{_mtime(info).isoformat()}"
+
+
+def delivery_rank(export_end: dt.date | None, object_time: dt.datetime, source_file: str) -> str:
+    """A string that sorts like (export end date, object time, source file)."""
+    end = export_end.isoformat() if export_end else "0000-00-00"
+    return f"{end}|{object_time:%Y-%m-%dT%H:%M:%S.%f}|{source_file}"
+
+
+def unsafe_member(name: str) -> str | None:
+    """Why a zip member name is unsafe (absolute, drive letter, or ``..``), else None."""
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        return "absolute member path"
+    if ".." in parts:
+        return "member path escapes the archive ('..')"
+    return None
+
+
+def _zip_docs(fs: fsspec.AbstractFileSystem, path: str, info: dict[str, Any]) -> Iterator[SourceDoc]:
+    uri = _uri(fs, path)
+    rank_end = export_end_date(posixpath.basename(path))
+    obj_time = _mtime(info)
+    try:
+        with fs.open(path, "rb") as fh, zipfile.ZipFile(fh) as zf:
+            members = [m for m in zf.infolist() if not m.is_dir()]
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        yield SourceDoc(
+            uri,
+            path,
+            None,
+            posixpath.basename(path),
+            int(info.get("size") or 0),
+            _fingerprint(info),
+            delivery_rank(rank_end, obj_time, uri),
+            error=f"unreadable zip archive: {type(exc).__name__}: {exc}",
+        )
+        return
+    for m in members:
+        source_file = f"{uri}!{m.filename}"
+        error = unsafe_member(m.filename)
+        if error is None and m.file_size > MAX_MEMBER_BYTES:
+            error = f"member larger than {MAX_MEMBER_BYTES} bytes uncompressed"
+        if (
+            error is None
+            and m.file_size > 1_000_000
+            and m.file_size > MAX_COMPRESSION_RATIO * max(m.compress_size, 1)
+        ):
+            error = f"compression ratio above {MAX_COMPRESSION_RATIO} (zip bomb guard)"
+        yield SourceDoc(
+            source_file=source_file,
+            object_path=path,
+            member=m.filename,
+            logical_path=m.filename,
+            size=m.file_size,
+            fingerprint=f"crc:{m.CRC:08x}:{m.file_size}",
+            delivery_rank=delivery_rank(rank_end, obj_time, source_file),
+            error=error,
+        )
+
+
+def list_documents(uri: str) -> Listing:
+    """Every document below ``uri``, sorted by ``source_file``. Never raises for one bad object."""
+    fs, root = filesystem(uri)
+    if not fs.exists(root):
+        return Listing([], 0, 0)
+    found = fs.find(root, detail=True)
+    docs: list[SourceDoc] = []
+    total = 0
+    root_prefix = root.rstrip("/") + "/"
+    for path, info in sorted(found.items()):
+        if info.get("type") == "directory":
+            continue
+        total += int(info.get("size") or 0)
+        rel = path[len(root_prefix) :] if path.startswith(root_prefix) else posixpath.basename(path)
+        if path.lower().endswith(".zip"):
+            docs.extend(_zip_docs(fs, path, info))
+            continue
+        uri_path = _uri(fs, path)
+        docs.append(
+            SourceDoc(
+                uri_path,
+                path,
+                None,
+                rel,
+                int(info.get("size") or 0),
+                _fingerprint(info),
+                delivery_rank(None, _mtime(info), uri_path),
+            )
+        )
+    docs.sort(key=lambda d: d.source_file)
+    return Listing(docs, len(found), total)
+
+
+class Reader:
+    """Reads document bytes, keeping the current zip archive open between members."""
+
+    def __init__(self, fs: fsspec.AbstractFileSystem) -> None:
+        self.fs = fs
+        self._archive: str | None = None
+        self._handle: Any = None
+        self._zip: zipfile.ZipFile | None = None
+        self.bytes_read = 0
+
+    def read(self, doc: SourceDoc) -> bytes:
+        if doc.member is None:
+            data = self.fs.cat_file(doc.object_path)
+        else:
+            if self._archive != doc.object_path:
+                self.close()
+                self._handle = self.fs.open(doc.object_path, "rb")
+                self._zip = zipfile.ZipFile(self._handle)
+                self._archive = doc.object_path
+            assert self._zip is not None
+            with self._zip.open(doc.member) as fh:
+                data = fh.read(MAX_MEMBER_BYTES + 1)
+            if len(data) > MAX_MEMBER_BYTES:
+                raise OSError("member larger than declared (zip bomb guard)")
+        self.bytes_read += len(data)
+        return data
+
+    def close(self) -> None:
+        if self._zip is not None:
+            self._zip.close()
+        if self._handle is not None:
+            self._handle.close()
+        self._zip = self._handle = self._archive = None
+
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

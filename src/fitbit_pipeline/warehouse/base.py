@@ -1,0 +1,138 @@
+"""The warehouse interface and the engine-neutral part of the two-stage load."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from .. import schema
+from ..schema import Table
+from ..sql import Names
+
+
+class AccountingError(RuntimeError):
+    """Rows read did not equal rows loaded + rejected + duplicate + superseded."""
+
+
+@dataclass
+class MergeResult:
+    winners: pa.Table
+    inserted: dict[str, int] = field(default_factory=dict)
+
+
+class Warehouse(abc.ABC):
+    """Create tables, load staging, merge into production, record the ledger and runs."""
+
+    placeholder = "?"
+
+    def __init__(self, schema_name: str) -> None:
+        self.names = Names(schema_name)
+
+    # -- engine primitives ------------------------------------------------------------
+    @abc.abstractmethod
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement; the number of rows it changed."""
+
+    @abc.abstractmethod
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+    @abc.abstractmethod
+    def query_arrow(self, sql: str, params: Sequence[Any] = ()) -> pa.Table: ...
+
+    @abc.abstractmethod
+    @contextmanager
+    def transaction(self) -> Iterator[None]: ...
+
+    @abc.abstractmethod
+    def load_table(self, table_name: str, parts: Sequence[str]) -> None:
+        """Append the rows of Parquet files ``parts`` to ``table_name`` (bulk, never row by row)."""
+
+    @abc.abstractmethod
+    def insert_arrow(self, table: Table, data: pa.Table) -> None: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    # -- the pipeline's operations -------------------------------------------------------
+    def ensure_schema(self) -> None:
+        with self.transaction():
+            self.execute(self.names.create_schema())
+            for t in schema.ALL_TABLES:
+                self.execute(self.names.create_table(t))
+
+    def known_files(self) -> dict[str, str]:
+        return dict(self.query(self.names.known_files()))
+
+    def load_staging(self, parts_by_table: dict[str, list[str]]) -> None:
+        """Replace every ``stg_*`` table with the run's staging Parquet."""
+        for t in schema.STAGED_TABLES:
+            self.execute(self.names.drop_staging(t))
+            self.execute(self.names.create_table(t, staging=True))
+            parts = parts_by_table.get(t.name, [])
+            if parts:
+                self.load_table(t.staging_name, parts)
+
+    def merge(self, run_id: str) -> MergeResult:
+        """Merge staging into production in one transaction; checks the accounting identity."""
+        inserted: dict[str, int] = {}
+        with self.transaction():
+            for sql, params in self.names.merge_statements():
+                n = self.execute(sql, params)
+                if sql.startswith("INSERT INTO") and "SELECT" in sql:
+                    target = sql.split()[2].split(".")[-1].strip('"')
+                    inserted[target] = inserted.get(target, 0) + max(n, 0)
+            bad = self.query(self.names.accounting_violations(), [run_id])
+            if bad:
+                raise AccountingError(f"{len(bad)} file(s) break rows read = loaded + rejected: {bad[0][0]}")
+            loaded = self.query(
+                f"SELECT COALESCE(SUM(rows_loaded), 0) FROM {self.names.q('pipeline_files')} WHERE run_id = ?",
+                [run_id],
+            )[0][0]
+            data_rows = sum(inserted.get(t.name, 0) for t in schema.DATA_TABLES)
+            if int(loaded) != data_rows:
+                raise AccountingError(f"ledger says {loaded} rows loaded, the merge inserted {data_rows}")
+            winners = self.query_arrow(self.names.winners())
+        return MergeResult(winners, inserted)
+
+    def record_run(self, rows: list[dict[str, Any]]) -> None:
+        data = pa.Table.from_pylist(rows, schema=schema.PIPELINE_RUNS.schema)
+        with self.transaction():
+            self.insert_arrow(schema.PIPELINE_RUNS, data)
+
+    def file_stats(self, run_id: str) -> list[tuple[Any, ...]]:
+        return self.query(self.names.run_file_stats(), [run_id])
+
+    def warnings(self, run_id: str) -> dict[str, int]:
+        return {a: int(n) for a, n in self.query(self.names.run_warnings(), [run_id])}
+
+    def rule_counts(self, run_id: str) -> list[tuple[str, int]]:
+        return [(r, int(n)) for r, n in self.query(self.names.run_rules(), [run_id])]
+
+    def recent_runs(self, limit: int = 10) -> pa.Table:
+        runs = self.names.q(schema.PIPELINE_RUNS.name)
+        return self.query_arrow(
+            f"SELECT * FROM {runs} WHERE activity = 'ALL' ORDER BY started_at DESC LIMIT ?", [limit]
+        )
+
+    def run_activities(self, run_id: str) -> pa.Table:
+        runs = self.names.q(schema.PIPELINE_RUNS.name)
+        return self.query_arrow(
+            f"SELECT * FROM {runs} WHERE run_id = ? AND activity <> 'ALL' ORDER BY activity", [run_id]
+        )
+
+    def table_counts(self) -> dict[str, int]:
+        return {
+            t.name: int(self.query(f"SELECT COUNT(*) FROM {self.names.q(t.name)}")[0][0])
+            for t in schema.ALL_TABLES
+        }
+
+    def __enter__(self) -> Warehouse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
