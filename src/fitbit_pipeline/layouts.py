@@ -26,15 +26,11 @@ LAYOUTS: dict[str, re.Pattern[str]] = {
         rf"activities_(?P=activity)_date_{_DATE}{_DETAIL}\.json$"
     ),
     # <participant>/<YYYY-MM-DD>/<activity>.json
-    "by-participant-and-date": re.compile(
-        rf"(?:^|/)(?P<participant>[^/]+)/{_DATE}/(?P<activity>[a-z]+)\.json$"
-    ),
+    "by-participant-and-date": re.compile(rf"(?:^|/)(?P<participant>[^/]+)/{_DATE}/(?P<activity>[a-z]+)\.json$"),
 }
 
 # MyDataHelps archive names: RK.<export id>.<project>_<YYYYMMDD>-<YYYYMMDD>.zip
-EXPORT_ARCHIVE = re.compile(
-    r"(?:^|/)RK\.(?P<export>[^./]+)\.(?P<project>[^/]+)_(?P<start>\d{8})-(?P<end>\d{8})\.zip$"
-)
+EXPORT_ARCHIVE = re.compile(r"(?:^|/)RK\.(?P<export>[^./]+)\.(?P<project>[^/]+)_(?P<start>\d{8})-(?P<end>\d{8})\.zip$")
 
 
 @dataclass(frozen=True)

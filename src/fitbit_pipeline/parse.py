@@ -338,9 +338,7 @@ def parse_document(raw: bytes, ctx: FileContext) -> Parsed:
 
     base_us = (day - _EPOCH).days * 86_400_000_000
     ts = base_us + secs[good] * 1_000_000
-    typed = {
-        m.name: measures[m.name][good].astype(np.int32 if m.kind == "int" else np.float64) for m in a.measures
-    }
+    typed = {m.name: measures[m.name][good].astype(np.int32 if m.kind == "int" else np.float64) for m in a.measures}
     bad = np.nonzero(codes)[0]
     for i in bad:
         code = _ROW_RULES[codes[i]]
@@ -350,9 +348,7 @@ def parse_document(raw: bytes, ctx: FileContext) -> Parsed:
                 "rule_id": code,
                 "raw_value": _raw(rows[i]),
                 "message": rule(code).message,
-                "ts": int(base_us + secs[i] * 1_000_000)
-                if code not in ("missing_field", "time_invalid")
-                else None,
+                "ts": int(base_us + secs[i] * 1_000_000) if code not in ("missing_field", "time_invalid") else None,
                 "row_index": int(i),
             }
         )

@@ -69,9 +69,7 @@ class RunSummary:
             "started_at": self.started_at.isoformat(),
             "duration_s": round(self.duration_s, 3),
             "totals": {k: self.totals.get(k, 0) for k in STAT_FIELDS},
-            "per_activity": {
-                a: {k: c.get(k, 0) for k in STAT_FIELDS} for a, c in sorted(self.per_activity.items())
-            },
+            "per_activity": {a: {k: c.get(k, 0) for k in STAT_FIELDS} for a, c in sorted(self.per_activity.items())},
             "rows_by_table": dict(sorted(self.rows_by_table.items())),
             "rules": dict(self.rules),
             "message": self.message,
@@ -164,7 +162,7 @@ def _run(
     summary.rows_by_table = {t.name: merged.inserted.get(t.name, 0) for t in schema.DATA_TABLES}
     lake.publish(lake_uri, ctx.staging_uri, merged.winners, summary.run_id)
     warnings = wh.warnings(summary.run_id)
-    for activity, files, loaded, rejected, superseded, *rows in wh.file_stats(summary.run_id):
+    for activity, _files, loaded, rejected, superseded, *rows in wh.file_stats(summary.run_id):
         c = summary.per_activity.setdefault(activity, Counter())
         c.update(files_loaded=int(loaded), files_rejected=int(rejected), files_superseded=int(superseded))
         for key, value in zip(("read", "loaded", "rejected", "duplicate", "superseded"), rows, strict=True):
@@ -185,8 +183,7 @@ def _record(wh: Warehouse, s: RunSummary) -> None:
     }
     rows = [{**base, "activity": ACTIVITY_TOTAL, **{k: s.totals.get(k, 0) for k in STAT_FIELDS}}]
     rows += [
-        {**base, "activity": a, **{k: c.get(k, 0) for k in STAT_FIELDS}}
-        for a, c in sorted(s.per_activity.items())
+        {**base, "activity": a, **{k: c.get(k, 0) for k in STAT_FIELDS}} for a, c in sorted(s.per_activity.items())
     ]
     try:
         wh.record_run(rows)

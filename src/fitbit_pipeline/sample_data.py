@@ -546,15 +546,12 @@ def generate(
         raise ValueError("days must be at least 1")
     if participant_ids is None and participants < 0:
         raise ValueError("participants must not be negative")
-    ids = (
-        _check_ids(participant_ids) if participant_ids is not None else _make_ids(layout, participants, seed)
-    )
+    ids = _check_ids(participant_ids) if participant_ids is not None else _make_ids(layout, participants, seed)
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     to_zip = layout == "mydatahelps"
     jobs = [
-        _Job(i, pid, seed, start, days, hr_seconds, layout, None if to_zip else str(out))
-        for i, pid in enumerate(ids)
+        _Job(i, pid, seed, start, days, hr_seconds, layout, None if to_zip else str(out)) for i, pid in enumerate(ids)
     ]
     truth = SampleTruth()
     workers = min(os.cpu_count() or 1, len(jobs))
@@ -622,9 +619,7 @@ class _ZipWriter:
             name, flags = m.name.encode("utf-8"), 0x800
         if len(self.central) >= 0xFFFF or max(self.offset, m.size, len(m.deflated)) >= 0xFFFFFFFF:
             raise ValueError("archive too large for a plain (non-ZIP64) zip; generate fewer participant-days")
-        common = struct.pack(
-            "<HHHHIII", flags, 8, self.dos_time, self.dos_date, m.crc, len(m.deflated), m.size
-        )
+        common = struct.pack("<HHHHIII", flags, 8, self.dos_time, self.dos_date, m.crc, len(m.deflated), m.size)
         header = struct.pack("<IH", 0x04034B50, 20) + common + struct.pack("<HH", len(name), 0)
         self.central.append(
             struct.pack("<IHH", 0x02014B50, (3 << 8) | 20, 20)

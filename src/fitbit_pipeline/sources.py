@@ -53,11 +53,7 @@ def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
 
 
 def _uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
-    return (
-        fs.unstrip_protocol(path)
-        if not isinstance(fs, fsspec.implementations.local.LocalFileSystem)
-        else path
-    )
+    return fs.unstrip_protocol(path) if not isinstance(fs, fsspec.implementations.local.LocalFileSystem) else path
 
 
 def _mtime(info: dict[str, Any]) -> dt.datetime:
@@ -116,11 +112,7 @@ def _zip_docs(fs: fsspec.AbstractFileSystem, path: str, info: dict[str, Any]) ->
         error = unsafe_member(m.filename)
         if error is None and m.file_size > MAX_MEMBER_BYTES:
             error = f"member larger than {MAX_MEMBER_BYTES} bytes uncompressed"
-        if (
-            error is None
-            and m.file_size > 1_000_000
-            and m.file_size > MAX_COMPRESSION_RATIO * max(m.compress_size, 1)
-        ):
+        if error is None and m.file_size > 1_000_000 and m.file_size > MAX_COMPRESSION_RATIO * max(m.compress_size, 1):
             error = f"compression ratio above {MAX_COMPRESSION_RATIO} (zip bomb guard)"
         yield SourceDoc(
             source_file=source_file,

@@ -53,9 +53,7 @@ class Names:
         return f"CREATE SCHEMA IF NOT EXISTS {ident(self.schema)}"
 
     def create_table(self, table: Table, *, staging: bool = False) -> str:
-        cols = ", ".join(
-            f"{ident(f.name)} {sql_type(f.type)}{'' if f.nullable else ' NOT NULL'}" for f in table.schema
-        )
+        cols = ", ".join(f"{ident(f.name)} {sql_type(f.type)}{'' if f.nullable else ' NOT NULL'}" for f in table.schema)
         name = table.staging_name if staging else table.name
         return f"CREATE TABLE IF NOT EXISTS {self.q(name)} ({cols})"
 

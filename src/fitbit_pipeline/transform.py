@@ -92,9 +92,9 @@ class _Columns:
             cols[name] = np.concatenate(parts)
         cols["source_file"] = pc.take(pa.array(files, pa.string()), idx)
         n = int(sum(self.lengths))
-        cols["run_id"] = pa.DictionaryArray.from_arrays(
-            pa.array(np.zeros(n, dtype=np.int32)), pa.array([run_id])
-        ).cast(pa.string())
+        cols["run_id"] = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([run_id])).cast(
+            pa.string()
+        )
         return pa.Table.from_pydict(cols, schema=schema.INTRADAY[self.activity.name].schema)
 
 
@@ -140,9 +140,7 @@ def process_chunk(chunk_id: int, docs: Sequence[SourceDoc], ctx: RunContext) -> 
     """Parse, validate and stage one chunk of documents. Never raises for one bad document."""
     result = ChunkResult()
     columns = {a.name: _Columns(a) for a in activities.ACTIVITIES}
-    rows: dict[str, list[dict[str, Any]]] = {
-        t.name: [] for t in schema.STAGED_TABLES if not t.kind == "intraday"
-    }
+    rows: dict[str, list[dict[str, Any]]] = {t.name: [] for t in schema.STAGED_TABLES if t.kind != "intraday"}
     fs, _ = filesystem(docs[0].object_path if docs else ".")
     with Reader(fs) as reader:
         for doc in docs:

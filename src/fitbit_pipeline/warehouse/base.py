@@ -127,8 +127,7 @@ class Warehouse(abc.ABC):
 
     def table_counts(self) -> dict[str, int]:
         return {
-            t.name: int(self.query(f"SELECT COUNT(*) FROM {self.names.q(t.name)}")[0][0])
-            for t in schema.ALL_TABLES
+            t.name: int(self.query(f"SELECT COUNT(*) FROM {self.names.q(t.name)}")[0][0]) for t in schema.ALL_TABLES
         }
 
     def __enter__(self) -> Warehouse:

@@ -22,9 +22,7 @@ class DuckDBWarehouse(Warehouse):
         try:
             self.con = duckdb.connect(path, config={"autoinstall_known_extensions": "false"})
         except duckdb.IOException as exc:
-            raise RuntimeError(
-                f"cannot open the DuckDB warehouse {path}: {exc} (is another run using it?)"
-            ) from None
+            raise RuntimeError(f"cannot open the DuckDB warehouse {path}: {exc} (is another run using it?)") from None
         self.path = path
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
@@ -51,9 +49,7 @@ class DuckDBWarehouse(Warehouse):
         self.con.execute("COMMIT")
 
     def load_table(self, table_name: str, parts: Sequence[str]) -> None:
-        self.con.execute(
-            f"INSERT INTO {self.names.q(table_name)} SELECT * FROM read_parquet(?)", [list(parts)]
-        )
+        self.con.execute(f"INSERT INTO {self.names.q(table_name)} SELECT * FROM read_parquet(?)", [list(parts)])
 
     def insert_arrow(self, table: Table, data: pa.Table) -> None:
         self.con.register("_fitbit_rows", data)
