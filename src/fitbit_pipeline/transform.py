@@ -103,7 +103,7 @@ def _quarantine(fs: Any, ctx: RunContext, doc: SourceDoc, data: bytes | None) ->
     if data is None:
         return None
     digest = hashlib.sha256(doc.source_file.encode()).hexdigest()[:24]
-    path = posixpath.join(ctx.quarantine_uri, f"{digest}.json")
+    path = posixpath.join(ctx.quarantine_uri, f"{digest}.raw")
     qfs, qpath = filesystem(path)
     qfs.makedirs(posixpath.dirname(qpath), exist_ok=True)
     with qfs.open(qpath, "wb") as fh:
@@ -151,6 +151,10 @@ def process_chunk(chunk_id: int, docs: Sequence[SourceDoc], ctx: RunContext) -> 
                 if doc.error:
                     raise FileRejected("file_unreadable", doc.error)
                 try:
+                    data = reader.read(doc)
+                except Exception as exc:  # any I/O or archive fault rejects this document only
+                    raise FileRejected("file_unreadable", f"{type(exc).__name__}: {exc}") from None
+                try:
                     path = match(doc.logical_path)
                 except LayoutError as exc:
                     raise FileRejected("unknown_layout", f"{exc}: {doc.logical_path}") from None
@@ -158,10 +162,6 @@ def process_chunk(chunk_id: int, docs: Sequence[SourceDoc], ctx: RunContext) -> 
                 activity = activities.BY_NAME.get(path.activity)
                 if activity is None:
                     raise FileRejected("unknown_layout", f"unknown activity '{path.activity}'")
-                try:
-                    data = reader.read(doc)
-                except Exception as exc:  # any I/O or archive fault rejects this document only
-                    raise FileRejected("file_unreadable", f"{type(exc).__name__}: {exc}") from None
                 fctx = FileContext(doc.source_file, path.participant_id, activity, path.date, ctx.run_date)
                 parsed = parse_document(data, fctx)
             except FileRejected as rej:

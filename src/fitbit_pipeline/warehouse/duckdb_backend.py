@@ -36,7 +36,7 @@ class DuckDBWarehouse(Warehouse):
         return self.con.execute(sql, list(params)).fetchall()
 
     def query_arrow(self, sql: str, params: Sequence[Any] = ()) -> pa.Table:
-        return self.con.execute(sql, list(params)).to_arrow_table()
+        return self.con.sql(sql, params=list(params)).to_arrow_table()
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

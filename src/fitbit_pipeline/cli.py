@@ -1,0 +1,254 @@
+"""The ``fitbit-pipeline`` command line: a thin shell over :mod:`fitbit_pipeline.pipeline`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import pipeline
+from .settings import Settings
+from .sources import list_documents
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Fitbit intraday data pipeline.")
+console = Console(stderr=False)
+err = Console(stderr=True)
+
+SourceOpt = Annotated[str | None, typer.Option("--source", help="Raw exports: folder or URI [FITBIT_SOURCE]")]
+LakeOpt = Annotated[str | None, typer.Option("--lake", help="Parquet lake: folder or URI [FITBIT_LAKE]")]
+WarehouseOpt = Annotated[str | None, typer.Option("--warehouse", help="Warehouse: DuckDB file path [FITBIT_WAREHOUSE]")]
+SchemaOpt = Annotated[str | None, typer.Option("--schema", help="Warehouse schema [REDSHIFT_SCHEMA, default rural]")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON")]
+
+
+def _settings(source: str | None, lake: str | None, warehouse: str | None, schema: str | None) -> Settings:
+    overrides = {
+        k: v
+        for k, v in {
+            "fitbit_source": source,
+            "fitbit_lake": lake,
+            "fitbit_warehouse": warehouse,
+            "redshift_schema": schema,
+        }.items()
+        if v is not None
+    }
+    s = Settings()
+    if source is not None:
+        s.fitbit_source_bucket = None
+    if lake is not None:
+        s.fitbit_dest_bucket = None
+    return s.model_copy(update=overrides)
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details")] = False) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+@app.command()
+def run(
+    source: SourceOpt = None,
+    lake: LakeOpt = None,
+    warehouse: WarehouseOpt = None,
+    schema: SchemaOpt = None,
+    workers: Annotated[int, typer.Option(help="Transform processes (0 = one per core)")] = 0,
+    sample_if_empty: Annotated[
+        bool, typer.Option(help="Generate sample data first when a local source holds no files")
+    ] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """One incremental run: new and changed files are parsed, validated, staged and merged."""
+    s = _settings(source, lake, warehouse, schema)
+    src = s.source_uri()
+    if sample_if_empty and "://" not in src and not list_documents(src).docs:
+        from .sample_data import generate
+
+        truth = generate(src, participants=3, days=7, start=dt.date.today() - dt.timedelta(days=8))
+        if not as_json:
+            console.print(
+                f"[yellow]The source {src} held no files: generated a sample of {len(truth.files)} files "
+                "(3 participants x 7 days x 6 activities).[/yellow]"
+            )
+    progress = Progress(
+        TextColumn("[bold]transforming"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=as_json,
+        transient=True,
+    )
+    task = progress.add_task("files", total=None)
+    with progress:
+        try:
+            summary = pipeline.run(
+                src,
+                s.lake_uri(),
+                s.warehouse_target(),
+                s.redshift_schema,
+                workers=workers or s.fitbit_workers,
+                on_start=lambda n: progress.update(task, total=n),
+                on_progress=lambda n: progress.advance(task, n),
+            )
+        except Exception as exc:
+            err.print(f"[red]run failed:[/red] {type(exc).__name__}: {exc}")
+            raise typer.Exit(1) from None
+    if as_json:
+        print(json.dumps(summary.as_dict(), indent=2))
+        return
+    _print_summary(summary, src, s)
+
+
+def _print_summary(summary: pipeline.RunSummary, src: str, s: Settings) -> None:
+    t = summary.totals
+    console.print(f"\n[bold]Run {summary.run_id}[/bold]: {summary.status} in {summary.duration_s:.1f} s")
+    console.print(f"  source    {src}\n  lake      {s.lake_uri()}\n  warehouse {s.warehouse_target()}")
+    console.print(
+        f"  files: found {t['files_found']}, new {t['files_new']}, changed {t['files_changed']}, "
+        f"unchanged {t['files_unchanged']}, loaded {t['files_loaded']}, rejected {t['files_rejected']}, "
+        f"superseded {t['files_superseded']}"
+    )
+    if summary.status == "nothing-new":
+        console.print("  Nothing new: every file is already loaded.")
+        return
+    table = Table(title="Per activity", title_justify="left")
+    for col in (
+        "activity",
+        "files",
+        "loaded",
+        "rejected",
+        "rows read",
+        "rows loaded",
+        "rejected",
+        "dupes",
+        "superseded",
+        "warnings",
+    ):
+        table.add_column(col, justify="left" if col == "activity" else "right")
+    for a, c in sorted(summary.per_activity.items()):
+        table.add_row(
+            a,
+            *(
+                str(c.get(k, 0))
+                for k in (
+                    "files_found",
+                    "files_loaded",
+                    "files_rejected",
+                    "rows_read",
+                    "rows_loaded",
+                    "rows_rejected",
+                    "rows_duplicate",
+                    "rows_superseded",
+                    "warnings",
+                )
+            ),
+        )
+    console.print(table)
+    rows = Table(title="Rows loaded per table", title_justify="left")
+    rows.add_column("table")
+    rows.add_column("rows", justify="right")
+    for name, n in summary.rows_by_table.items():
+        rows.add_row(name, str(n))
+    console.print(rows)
+    if summary.rules:
+        console.print("  rejects by rule: " + ", ".join(f"{r} {n}" for r, n in summary.rules))
+        console.print("  see the rejected_records table (and pipeline_files.reason) for each file and row")
+
+
+@app.command()
+def status(
+    warehouse: WarehouseOpt = None,
+    schema: SchemaOpt = None,
+    limit: Annotated[int, typer.Option(help="How many runs")] = 10,
+    as_json: JsonOpt = False,
+) -> None:
+    """The last runs and their statistics, read from the warehouse."""
+    s = _settings(None, None, warehouse, schema)
+    target = s.warehouse_target()
+    if "://" not in target and not os.path.exists(target):
+        err.print(f"No warehouse at {target} yet: run `fitbit-pipeline run` first.")
+        raise typer.Exit(1)
+    from .warehouse import open_warehouse
+
+    with open_warehouse(target, s.redshift_schema) as wh:
+        wh.ensure_schema()
+        runs = wh.recent_runs(limit).to_pylist()
+        if as_json:
+            print(json.dumps(runs, default=str, indent=2))
+            return
+        if not runs:
+            console.print("No runs recorded yet.")
+            return
+        table = Table(title=f"Last {len(runs)} runs ({target})", title_justify="left")
+        cols = (
+            "run_id",
+            "status",
+            "started_at",
+            "duration_s",
+            "files_found",
+            "files_loaded",
+            "files_rejected",
+            "rows_loaded",
+            "rows_rejected",
+            "warnings",
+        )
+        for c in cols:
+            table.add_column(c)
+        for r in runs:
+            table.add_row(
+                *(
+                    f"{r[c]:.1f}" if c == "duration_s" else str(r[c])[:19] if c == "started_at" else str(r[c])
+                    for c in cols
+                )
+            )
+        console.print(table)
+        latest = runs[0]["run_id"]
+        rules = wh.rule_counts(latest)
+        if rules:
+            console.print(f"Rejects by rule in {latest}: " + ", ".join(f"{r} {n}" for r, n in rules))
+
+
+@app.command("sample-data")
+def sample_data(
+    out: Annotated[str, typer.Argument(help="Folder to write into")],
+    participants: Annotated[int, typer.Option(help="Number of participants")] = 3,
+    days: Annotated[int, typer.Option(help="Number of days")] = 7,
+    start: Annotated[str, typer.Option(help="First day, YYYY-MM-DD")] = "2024-03-04",
+    hr_seconds: Annotated[bool, typer.Option("--hr-seconds", help="Heart rate at second detail")] = False,
+    layout: Annotated[
+        str, typer.Option(help="by-participant-and-date | mydatahelps | careevolution")
+    ] = "by-participant-and-date",
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same bytes)")] = 42,
+) -> None:
+    """Write a realistic synthetic dataset whose daily totals agree with the intraday rows."""
+    from .sample_data import LAYOUTS, generate
+
+    if layout not in LAYOUTS:
+        err.print(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+        raise typer.Exit(2)
+    truth = generate(
+        out,
+        participants=participants,
+        days=days,
+        start=dt.date.fromisoformat(start),
+        hr_seconds=hr_seconds,
+        layout=layout,
+        seed=seed,
+    )
+    rows = sum(d.intraday_rows for d in truth.days)
+    console.print(
+        f"Wrote {len(truth.files)} files ({len(truth.days)} participant-day-activities, {rows} intraday rows) to {out}"
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
