@@ -9,6 +9,7 @@ import os
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -19,6 +20,8 @@ from .sources import list_documents
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Fitbit intraday data pipeline.")
 console = Console(stderr=False)
+if not console.is_terminal:  # logs and CI: wide enough for the summary tables
+    console.width = 132
 err = Console(stderr=True)
 
 SourceOpt = Annotated[str | None, typer.Option("--source", help="Raw exports: folder or URI [FITBIT_SOURCE]")]
@@ -153,7 +156,7 @@ def _print_summary(summary: pipeline.RunSummary, src: str, s: Settings) -> None:
             ),
         )
     console.print(table)
-    rows = Table(title="Rows loaded per table", title_justify="left")
+    rows = Table(title="Rows loaded per table", title_justify="left", box=box.SIMPLE_HEAD)
     rows.add_column("table")
     rows.add_column("rows", justify="right")
     for name, n in summary.rows_by_table.items():
@@ -188,28 +191,26 @@ def status(
         if not runs:
             console.print("No runs recorded yet.")
             return
-        table = Table(title=f"Last {len(runs)} runs ({target})", title_justify="left")
-        cols = (
-            "run_id",
-            "status",
-            "started_at",
-            "duration_s",
-            "files_found",
-            "files_loaded",
-            "files_rejected",
-            "rows_loaded",
-            "rows_rejected",
-            "warnings",
-        )
-        for c in cols:
-            table.add_column(c)
-        for r in runs:
-            table.add_row(
-                *(
-                    f"{r[c]:.1f}" if c == "duration_s" else str(r[c])[:19] if c == "started_at" else str(r[c])
-                    for c in cols
-                )
+        table = Table(title=f"Last {len(runs)} runs ({target})", title_justify="left", box=box.SIMPLE_HEAD)
+        cols = {
+            "run_id": "run",
+            "status": "status",
+            "started_at": "started (UTC)",
+            "duration_s": "secs",
+            "files_found": "files",
+            "files_loaded": "loaded",
+            "files_rejected": "rejected",
+            "rows_loaded": "rows loaded",
+            "rows_rejected": "rows rejected",
+            "warnings": "warnings",
+        }
+        for c, label in cols.items():
+            table.add_column(
+                label, no_wrap=True, justify="left" if c in ("run_id", "status", "started_at") else "right"
             )
+        for r in runs:
+            cells = {**r, "duration_s": f"{r['duration_s']:.1f}", "started_at": str(r["started_at"])[:16]}
+            table.add_row(*(str(cells[c]) for c in cols))
         console.print(table)
         latest = runs[0]["run_id"]
         rules = wh.rule_counts(latest)

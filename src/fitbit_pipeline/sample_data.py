@@ -89,9 +89,9 @@ def _time_table() -> np.ndarray:
         h, m, sec = s // 3600, s // 60 % 60, s % 60
         table = np.empty((_SECONDS, 26), np.uint8)
         table[:] = np.frombuffer(b'"time":"00:00:00","value":', np.uint8)
-        for pos, digits in ((8, h // 10), (9, h % 10), (11, m // 10), (12, m % 10), (14, sec // 10)):
-            table[:, pos] = 48 + digits
-        table[:, 15] = 48 + sec % 10
+        for pos, part in ((8, h), (11, m), (14, sec)):
+            table[:, pos] = 48 + part // 10
+            table[:, pos + 1] = 48 + part % 10
         _TIME_TABLE = table
     return _TIME_TABLE
 
@@ -122,7 +122,10 @@ class _Rows:
         return self
 
     def fixed(self, scaled: np.ndarray, decimals: int, int_width: int) -> _Rows:
-        """Non-negative ``scaled / 10**decimals`` as the shortest decimal; zero as ``0``."""
+        """Non-negative ``scaled / 10**decimals`` as the shortest decimal; zero as ``0``.
+
+        Identical to orjson's / Python's float output from 1e-4 up (below that they would use an
+        exponent; the generator never writes such values)."""
         k = scaled.astype(np.int64)
         unit = 10**decimals
         ip, fp = k // unit, k % unit
