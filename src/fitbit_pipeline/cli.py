@@ -206,7 +206,10 @@ def status(
         }
         for c, label in cols.items():
             table.add_column(
-                label, no_wrap=True, justify="left" if c in ("run_id", "status", "started_at") else "right"
+                label,
+                no_wrap=True,
+                min_width=len(label),
+                justify="left" if c in ("run_id", "status", "started_at") else "right",
             )
         for r in runs:
             cells = {**r, "duration_s": f"{r['duration_s']:.1f}", "started_at": str(r["started_at"])[:16]}
