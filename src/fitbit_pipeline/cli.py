@@ -21,7 +21,7 @@ from .sources import list_documents
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Fitbit intraday data pipeline.")
 console = Console(stderr=False)
 if not console.is_terminal:  # logs and CI: wide enough for the summary tables
-    console.width = 132
+    console.width = 160
 err = Console(stderr=True)
 
 SourceOpt = Annotated[str | None, typer.Option("--source", help="Raw exports: folder or URI [FITBIT_SOURCE]")]
