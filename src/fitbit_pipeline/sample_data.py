@@ -23,8 +23,7 @@ from __future__ import annotations
 import datetime
 import os
 import pathlib
-import struct
-import zlib
+import zipfile
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -481,7 +480,7 @@ def _run_participant(job: _Job) -> tuple[list[str], list[_Member], list[DayTruth
         for activity in ACTIVITIES:
             rel = _relpath(job.layout, job.pid, date, activity, job.hr_seconds)
             if job.out_dir is None:
-                members.append(_deflate_member(rel, docs[activity]))
+                members.append(_Member(rel, docs[activity]))
                 continue
             path = pathlib.Path(job.out_dir, rel)
             parent = str(path.parent)
@@ -576,13 +575,14 @@ def _collect(results, truth: SampleTruth, out: pathlib.Path, to_zip: bool, seed,
     export_id = f"{int(_seq(seed, 4).integers(0, 2**32)):08X}"
     path = out / f"RK.{export_id}.{_MDH_PROJECT}_{start:%Y%m%d}-{end:%Y%m%d}.zip"
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        writer = _ZipWriter(fh, (max(end.year, 1980), end.month, end.day, 0, 0, 0))
+    stamp = (max(end.year, 1980), end.month, end.day, 0, 0, 0)  # fixed: reproducible bytes
+    with zipfile.ZipFile(tmp, "w") as zf:
         for _written, members, truths in results:
             for member in members:
-                writer.add(member)
+                info = zipfile.ZipInfo(member.name, date_time=stamp)
+                info.external_attr = 0o100644 << 16
+                zf.writestr(info, member.data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=_ZIP_LEVEL)
             truth.days.extend(truths)
-        writer.close()
     os.replace(tmp, path)
     truth.files.append(path)
 
@@ -593,52 +593,4 @@ def _collect(results, truth: SampleTruth, out: pathlib.Path, to_zip: bool, seed,
 @dataclass(frozen=True)
 class _Member:
     name: str
-    crc: int
-    size: int
-    deflated: bytes
-
-
-def _deflate_member(name: str, data: bytes) -> _Member:
-    """Raw-deflate one zip member where it is made (in the worker), so archives build in parallel."""
-    co = zlib.compressobj(_ZIP_LEVEL, zlib.DEFLATED, -15)
-    return _Member(name, zlib.crc32(data), len(data), co.compress(data) + co.flush())
-
-
-class _ZipWriter:
-    """A minimal, deterministic writer of already deflated members (no ZIP64: checked)."""
-
-    def __init__(self, fh, date_time: tuple[int, int, int, int, int, int]) -> None:
-        y, mo, d, h, mi, sec = date_time
-        self.fh = fh
-        self.dos_time = (h << 11) | (mi << 5) | (sec // 2)
-        self.dos_date = ((y - 1980) << 9) | (mo << 5) | d
-        self.offset = 0
-        self.central: list[bytes] = []
-
-    def add(self, m: _Member) -> None:
-        try:
-            name, flags = m.name.encode("ascii"), 0
-        except UnicodeEncodeError:
-            name, flags = m.name.encode("utf-8"), 0x800
-        if len(self.central) >= 0xFFFF or max(self.offset, m.size, len(m.deflated)) >= 0xFFFFFFFF:
-            raise ValueError("archive too large for a plain (non-ZIP64) zip; generate fewer participant-days")
-        common = struct.pack("<HHHHIII", flags, 8, self.dos_time, self.dos_date, m.crc, len(m.deflated), m.size)
-        header = struct.pack("<IH", 0x04034B50, 20) + common + struct.pack("<HH", len(name), 0)
-        self.central.append(
-            struct.pack("<IHH", 0x02014B50, (3 << 8) | 20, 20)
-            + common
-            + struct.pack("<HHHHHII", len(name), 0, 0, 0, 0, 0o100644 << 16, self.offset)
-            + name
-        )
-        self.fh.write(header)
-        self.fh.write(name)
-        self.fh.write(m.deflated)
-        self.offset += len(header) + len(name) + len(m.deflated)
-
-    def close(self) -> None:
-        directory = b"".join(self.central)
-        if self.offset + len(directory) >= 0xFFFFFFFF:
-            raise ValueError("archive too large for a plain (non-ZIP64) zip; generate fewer participant-days")
-        self.fh.write(directory)
-        n = len(self.central)
-        self.fh.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, n, n, len(directory), self.offset, 0))
+    data: bytes
