@@ -16,7 +16,8 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from .activities import RESTING_HR_RANGE, ZONE_MINUTES_RANGE, Activity, Measure
+from .activities import Activity, Measure
+from .limits import DEFAULT_LIMITS, Limits
 from .rules import rule
 
 _EPOCH = dt.date(1970, 1, 1)
@@ -44,6 +45,7 @@ class FileContext:
     activity: Activity
     path_date: dt.date | None
     run_date: dt.date
+    limits: Limits = DEFAULT_LIMITS
 
 
 class FileRejected(Exception):
@@ -157,7 +159,9 @@ def _seconds(times: list[Any], codes: np.ndarray) -> np.ndarray:
     return secs
 
 
-def _measure(values: list[Any], m: Measure, codes: np.ndarray, interval: int) -> np.ndarray:
+def _measure(
+    values: list[Any], m: Measure, bounds: tuple[float, float], codes: np.ndarray, interval: int
+) -> np.ndarray:
     """One numeric column, typed, with type and range violations marked."""
     n = len(values)
     arr: np.ndarray | None = None
@@ -184,8 +188,9 @@ def _measure(values: list[Any], m: Measure, codes: np.ndarray, interval: int) ->
         _set(codes, bad, "value_wrong_type")
     if m.kind == "int":
         _set(codes, arr != np.floor(arr), "value_wrong_type")
-    high = m.high * interval if m.scale_with_interval else m.high
-    _set(codes, (arr < m.low) | (arr > high), "value_out_of_range")
+    low, high = bounds
+    high = high * interval if m.scale_with_interval else high
+    _set(codes, (arr < low) | (arr > high), "value_out_of_range")
     return arr
 
 
@@ -198,7 +203,9 @@ def _summary_item(doc: dict[str, Any], a: Activity) -> dict[str, Any] | None:
     return summary[0]
 
 
-def _zones(item: dict[str, Any], parsed_rejects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _zones(
+    item: dict[str, Any], minutes_range: tuple[float, float], parsed_rejects: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     """Heart-rate zones from either summary shape (inside ``value`` or at the item's top level)."""
     value = item.get("value")
     holder = value if isinstance(value, dict) else item
@@ -210,7 +217,7 @@ def _zones(item: dict[str, Any], parsed_rejects: list[dict[str, Any]]) -> list[d
             continue
         kept: list[dict[str, Any]] = []
         for z in zones:
-            problem = _zone_problem(z)
+            problem = _zone_problem(z, minutes_range)
             if problem is None and kept:
                 prev = max(kept, key=lambda k: k["min_bpm"])
                 if z["min"] < prev["max_bpm"] and z["max"] > prev["min_bpm"]:
@@ -232,7 +239,7 @@ def _zones(item: dict[str, Any], parsed_rejects: list[dict[str, Any]]) -> list[d
     return out
 
 
-def _zone_problem(z: Any) -> str | None:
+def _zone_problem(z: Any, minutes_range: tuple[float, float]) -> str | None:
     if not isinstance(z, dict) or not isinstance(z.get("name"), str):
         return "zone without a name"
     lo, hi, minutes = z.get("min"), z.get("max"), z.get("minutes")
@@ -240,10 +247,8 @@ def _zone_problem(z: Any) -> str | None:
         return "min/max are not integers"
     if lo >= hi:
         return "min is not below max"
-    if minutes is not None and (
-        not isinstance(minutes, int) or not ZONE_MINUTES_RANGE[0] <= minutes <= ZONE_MINUTES_RANGE[1]
-    ):
-        return "minutes outside 0-1440"
+    if minutes is not None and (not isinstance(minutes, int) or not minutes_range[0] <= minutes <= minutes_range[1]):
+        return f"minutes outside {minutes_range[0]:g}-{minutes_range[1]:g}"
     return None
 
 
@@ -258,16 +263,16 @@ def _summary_reject(rule_id: str, raw: Any, detail: str) -> dict[str, Any]:
     }
 
 
-def _daily(item: dict[str, Any], a: Activity, rejects: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _daily(item: dict[str, Any], a: Activity, limits: Limits, rejects: list[dict[str, Any]]) -> dict[str, Any] | None:
     if a.daily == "heart":
         value = item.get("value")
         resting = value.get("restingHeartRate") if isinstance(value, dict) else item.get("restingHeartRate")
         if resting is None:
             return {"resting_heart_rate": None}
-        lo, hi = RESTING_HR_RANGE
+        lo, hi = limits.range("heart.resting_heart_rate")
         if isinstance(resting, int) and not isinstance(resting, bool) and lo <= resting <= hi:
             return {"resting_heart_rate": resting}
-        rejects.append(_summary_reject("resting_hr_out_of_range", resting, f"expected {lo}-{hi} bpm"))
+        rejects.append(_summary_reject("resting_hr_out_of_range", resting, f"expected {lo:g}-{hi:g} bpm"))
         return None
     number = _number(item.get("value"))
     if number is None or number < 0 or (a.daily_kind == "int" and not number.is_integer()):
@@ -315,8 +320,12 @@ def parse_document(raw: bytes, ctx: FileContext) -> Parsed:
 
     rejects: list[dict[str, Any]] = []
     findings: list[tuple[str, str]] = []
-    daily = _daily(item, a, rejects) if item is not None else None
-    zones = _zones(item, rejects) if (item is not None and a.daily == "heart") else []
+    daily = _daily(item, a, ctx.limits, rejects) if item is not None else None
+    zones = (
+        _zones(item, ctx.limits.range("heart.zone_minutes"), rejects)
+        if (item is not None and a.daily == "heart")
+        else []
+    )
     # Summary records read: the daily row (kept or rejected) and every zone (kept or rejected).
     summary_read = (item is not None) + len(zones) + sum(r["record_type"] == "zone" for r in rejects)
 
@@ -324,7 +333,10 @@ def parse_document(raw: bytes, ctx: FileContext) -> Parsed:
     codes = np.zeros(n, dtype=np.int8)
     secs = _seconds(_extract(rows, "time"), codes)
     step = (interval or 1) if dataset_type == "minute" else 1
-    measures = {m.name: _measure(_extract(rows, m.name), m, codes, step) for m in a.measures}
+    measures = {
+        m.name: _measure(_extract(rows, m.name), m, ctx.limits.range(f"{a.name}.{m.name}"), codes, step)
+        for m in a.measures
+    }
     if dataset_type == "minute":
         _set(codes, secs % (60 * step) != 0, "time_off_grid")
     good = np.nonzero(codes == 0)[0]
@@ -360,11 +372,12 @@ def parse_document(raw: bytes, ctx: FileContext) -> Parsed:
         findings.append(("intraday_missing", "no intraday dataset in the response"))
     if daily is not None and "value" in daily and intraday is not None and n:
         total = float(typed["value"].sum())
-        if abs(total - daily["value"]) > a.daily_tolerance + 1e-9:
+        tolerance = ctx.limits.tolerance(a.name)
+        if abs(total - daily["value"]) > tolerance + 1e-9:
             findings.append(
                 (
                     "daily_total_mismatch",
-                    f"daily total and intraday sum differ by more than {a.daily_tolerance}",
+                    f"daily total and intraday sum differ by more than {tolerance:g}",
                 )
             )
 

@@ -10,12 +10,15 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import lake, schema
+from . import gate, lake, schema
+from .gate import GateLimits
 from .layouts import LayoutError, match
+from .limits import DEFAULT_LIMITS, Limits
 from .sources import SourceDoc, list_documents
 from .transform import RunContext, iter_parts, transform
 from .warehouse import Warehouse, open_warehouse
@@ -95,16 +98,26 @@ def run(
     *,
     workers: int = 0,
     run_date: dt.date | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    gate: GateLimits | None = None,
+    force: bool = False,
+    retry_rejected: bool = False,
     on_start: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> RunSummary:
-    """Run the pipeline once. Bad input is rejected and counted; only a failing run raises."""
+    """Run the pipeline once. Bad input is rejected and counted; only a failing run raises.
+
+    A run stopped by the validation gate returns with ``status == "gated"`` (production
+    untouched, staging kept); ``force`` merges anyway. ``retry_rejected`` re-reads files that
+    were rejected, or had rejected rows, even though they did not change (after a rule fix).
+    """
     started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     t0 = time.perf_counter()
     summary = RunSummary(new_run_id(started), "succeeded", started)
+    opts = _Options(workers, run_date or started.date(), limits, gate or GateLimits(), force, retry_rejected)
     with open_warehouse(warehouse, schema_name) as wh:
         try:
-            _run(summary, wh, source, lake_uri, workers, run_date or started.date(), on_start, on_progress)
+            _run(summary, wh, source, lake_uri, opts, on_start, on_progress)
         except Exception as exc:
             summary.status = "failed"
             summary.message = f"{type(exc).__name__}: {exc}"
@@ -116,13 +129,22 @@ def run(
     return summary
 
 
+@dataclass(frozen=True)
+class _Options:
+    workers: int
+    run_date: dt.date
+    limits: Limits
+    gate: GateLimits
+    force: bool
+    retry_rejected: bool
+
+
 def _run(
     summary: RunSummary,
     wh: Warehouse,
     source: str,
     lake_uri: str,
-    workers: int,
-    run_date: dt.date,
+    opts: _Options,
     on_start: Callable[[int], None] | None,
     on_progress: Callable[[int], None] | None,
 ) -> None:
@@ -130,12 +152,13 @@ def _run(
     listing = list_documents(source)
     summary.objects, summary.bytes_listed = listing.objects, listing.bytes
     known = wh.known_files()
+    retry = wh.files_with_rejects() if opts.retry_rejected else set()
     todo: list[SourceDoc] = []
     for doc in listing.docs:
         c = summary.per_activity.setdefault(_activity_of(doc), Counter())
         c["files_found"] += 1
         previous = known.get(doc.source_file)
-        if previous == doc.fingerprint:
+        if previous == doc.fingerprint and doc.source_file not in retry:
             c["files_unchanged"] += 1
             continue
         c["files_new" if previous is None else "files_changed"] += 1
@@ -149,18 +172,32 @@ def _run(
         on_start(len(todo))
     ctx = RunContext(
         run_id=summary.run_id,
-        run_date=run_date,
+        run_date=opts.run_date,
         staging_uri=lake.staging_uri(lake_uri, summary.run_id),
         quarantine_uri=lake.quarantine_uri(lake_uri, summary.run_id),
         processed_at=summary.started_at,
+        limits=opts.limits,
     )
-    result = transform(todo, ctx, workers=workers, on_progress=on_progress)
+    with _phase("transform"):
+        result = transform(todo, ctx, workers=opts.workers, on_progress=on_progress)
     summary.bytes_read = result.bytes_read
     parts = {t.name: list(iter_parts(ctx.staging_uri, t.name)) for t in schema.STAGED_TABLES}
-    wh.load_staging(parts)
-    merged = wh.merge(summary.run_id)
+    with _phase("load staging"):
+        wh.load_staging(parts)
+    verdict = gate.evaluate(wh, opts.gate)
+    if not verdict.passed:
+        summary.message = verdict.message()
+        if not opts.force:
+            summary.status = "gated"
+            summary.rules = wh.staged_rule_counts()
+            log.warning("run %s: %s", summary.run_id, summary.message)
+            return
+        summary.message = "forced past the gate: " + summary.message
+    with _phase("merge"):
+        merged = wh.merge(summary.run_id)
     summary.rows_by_table = {t.name: merged.inserted.get(t.name, 0) for t in schema.DATA_TABLES}
-    lake.publish(lake_uri, ctx.staging_uri, merged.winners, summary.run_id)
+    with _phase("publish production lake"):
+        lake.publish(lake_uri, ctx.staging_uri, merged.winners, summary.run_id)
     warnings = wh.warnings(summary.run_id)
     for activity, _files, loaded, rejected, superseded, *rows in wh.file_stats(summary.run_id):
         c = summary.per_activity.setdefault(activity, Counter())
@@ -169,6 +206,14 @@ def _run(
             c[f"rows_{key}"] += int(value or 0)
         c["warnings"] += warnings.get(activity, 0)
     summary.rules = wh.rule_counts(summary.run_id)
+
+
+@contextmanager
+def _phase(name: str) -> Iterator[None]:
+    t0 = time.perf_counter()
+    log.info("%s ...", name)
+    yield
+    log.info("%s done in %.2f s", name, time.perf_counter() - t0)
 
 
 def _record(wh: Warehouse, s: RunSummary) -> None:

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from . import activities, schema
 from .layouts import LayoutError, match
+from .limits import DEFAULT_LIMITS, Limits
 from .parse import FileContext, FileRejected, Parsed, parse_document
 from .rules import rule
 from .sources import Reader, SourceDoc, filesystem
@@ -41,6 +42,7 @@ class RunContext:
     staging_uri: str  # <lake>/staging/run_id=<id>
     quarantine_uri: str  # <lake>/quarantine/run_id=<id>
     processed_at: dt.datetime
+    limits: Limits = DEFAULT_LIMITS
 
 
 @dataclass
@@ -162,7 +164,7 @@ def process_chunk(chunk_id: int, docs: Sequence[SourceDoc], ctx: RunContext) -> 
                 activity = activities.BY_NAME.get(path.activity)
                 if activity is None:
                     raise FileRejected("unknown_layout", f"unknown activity '{path.activity}'")
-                fctx = FileContext(doc.source_file, path.participant_id, activity, path.date, ctx.run_date)
+                fctx = FileContext(doc.source_file, path.participant_id, activity, path.date, ctx.run_date, ctx.limits)
                 parsed = parse_document(data, fctx)
             except FileRejected as rej:
                 q = _quarantine(fs, ctx, doc, data)

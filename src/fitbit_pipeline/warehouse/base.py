@@ -68,6 +68,19 @@ class Warehouse(abc.ABC):
     def known_files(self) -> dict[str, str]:
         return dict(self.query(self.names.known_files()))
 
+    def files_with_rejects(self) -> set[str]:
+        """Files rejected whole, or with rejected rows: candidates for ``--retry-rejected``."""
+        files = self.names.q(schema.PIPELINE_FILES.name)
+        return {
+            r[0] for r in self.query(f"SELECT source_file FROM {files} WHERE status = 'rejected' OR rows_rejected > 0")
+        }
+
+    def staged_rule_counts(self) -> list[tuple[str, int]]:
+        rejects = self.names.q(schema.REJECTED_RECORDS.staging_name)
+        return [
+            (r, int(n)) for r, n in self.query(f"SELECT rule_id, COUNT(*) FROM {rejects} GROUP BY 1 ORDER BY 2 DESC, 1")
+        ]
+
     def load_staging(self, parts_by_table: dict[str, list[str]]) -> None:
         """Replace every ``stg_*`` table with the run's staging Parquet."""
         for t in schema.STAGED_TABLES:
