@@ -67,9 +67,17 @@ def run(
     sample_if_empty: Annotated[
         bool, typer.Option(help="Generate sample data first when a local source holds no files")
     ] = True,
+    force: Annotated[bool, typer.Option("--force", help="Merge even when the validation gate objects")] = False,
+    retry_rejected: Annotated[
+        bool, typer.Option("--retry-rejected", help="Re-read files that were rejected or had rejected rows")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """One incremental run: new and changed files are parsed, validated, staged and merged."""
+    """One incremental run: new and changed files are parsed, validated, staged and merged.
+
+    Exit codes: 0 success (rejected records do not fail a run), 1 the run failed,
+    3 the validation gate stopped the run before production was touched.
+    """
     s = _settings(source, lake, warehouse, schema)
     src = s.source_uri()
     if sample_if_empty and "://" not in src and not list_documents(src).docs:
@@ -99,6 +107,10 @@ def run(
                 s.warehouse_target(),
                 s.redshift_schema,
                 workers=workers or s.fitbit_workers,
+                limits=s.limits(),
+                gate=s.gate_limits(),
+                force=force,
+                retry_rejected=retry_rejected,
                 on_start=lambda n: progress.update(task, total=n),
                 on_progress=lambda n: progress.advance(task, n),
             )
@@ -107,8 +119,10 @@ def run(
             raise typer.Exit(1) from None
     if as_json:
         print(json.dumps(summary.as_dict(), indent=2))
-        return
-    _print_summary(summary, src, s)
+    else:
+        _print_summary(summary, src, s)
+    if summary.status == "gated":
+        raise typer.Exit(3)
 
 
 def _print_summary(summary: pipeline.RunSummary, src: str, s: Settings) -> None:
@@ -123,6 +137,13 @@ def _print_summary(summary: pipeline.RunSummary, src: str, s: Settings) -> None:
     if summary.status == "nothing-new":
         console.print("  Nothing new: every file is already loaded.")
         return
+    if summary.status == "gated":
+        err.print(f"[red bold]{summary.message}[/red bold]")
+        if summary.rules:
+            err.print("  rejects by rule: " + ", ".join(f"{r} {n}" for r, n in summary.rules))
+        return
+    if summary.message:
+        console.print(f"  [yellow]{summary.message}[/yellow]")
     table = Table(title="Per activity", title_justify="left")
     for col in (
         "activity",
@@ -219,6 +240,65 @@ def status(
         rules = wh.rule_counts(latest)
         if rules:
             console.print(f"Rejects by rule in {latest}: " + ", ".join(f"{r} {n}" for r, n in rules))
+
+
+@app.command()
+def validate(
+    source: Annotated[str, typer.Argument(help="Folder or URI to validate")],
+    workers: Annotated[int, typer.Option(help="Transform processes (0 = one per core)")] = 0,
+    worst: Annotated[int, typer.Option(help="How many of the worst files to list")] = 10,
+    as_json: JsonOpt = False,
+) -> None:
+    """Dry run: read and validate SOURCE, print per-rule counts and the worst files; load nothing."""
+    from .validate import validate as run_validation
+
+    s = Settings()
+    progress = Progress(
+        TextColumn("[bold]validating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=as_json,
+        transient=True,
+    )
+    task = progress.add_task("files", total=None)
+    with progress:
+        report = run_validation(
+            source,
+            limits=s.limits(),
+            workers=workers or s.fitbit_workers,
+            worst=worst,
+            on_start=lambda n: progress.update(task, total=n),
+            on_progress=lambda n: progress.advance(task, n),
+        )
+    if as_json:
+        print(json.dumps(report.as_dict(), indent=2, default=str))
+        return
+    console.print(
+        f"[bold]{report.source}[/bold]: {report.files} files, {report.files_rejected} rejected; "
+        f"rows read {report.rows_read}, valid {report.rows_valid}, rejected {report.rows_rejected}, "
+        f"duplicates {report.rows_duplicate}"
+    )
+    if report.rules:
+        table = Table(title="Findings by rule", title_justify="left", box=box.SIMPLE_HEAD)
+        for col in ("rule", "severity", "count", "meaning"):
+            table.add_column(col, justify="right" if col == "count" else "left")
+        from .rules import RULES
+
+        for rule_id, n in report.rules.items():
+            r = RULES[rule_id]
+            table.add_row(rule_id, r.severity, str(n), r.message)
+        console.print(table)
+    if report.worst_files:
+        table = Table(title="Worst files", title_justify="left", box=box.SIMPLE_HEAD)
+        for col in ("file", "status", "rule", "rows rejected"):
+            table.add_column(col, overflow="fold")
+        for f in report.worst_files:
+            table.add_row(f["source_file"], f["status"], f["rule_id"] or "", str(f["rows_rejected"]))
+        console.print(table)
+    if not report.rules:
+        console.print("[green]No rule was broken.[/green]")
 
 
 @app.command("sample-data")

@@ -10,8 +10,10 @@ also checked over the whole run (files of unknown layout count there), and only 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from .warehouse import Warehouse
+if TYPE_CHECKING:
+    from .warehouse import Warehouse
 
 
 @dataclass(frozen=True)

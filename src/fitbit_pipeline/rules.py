@@ -45,6 +45,8 @@ _RULES = (
     Rule("daily_total_mismatch", "warning", "finding", "the daily total disagrees with the intraday sum"),
     Rule("daily_summary_missing", "warning", "finding", "intraday data without a daily summary"),
     Rule("intraday_missing", "warning", "finding", "a daily summary without intraday data"),
+    Rule("activities_incomplete", "warning", "finding", "a participant-day has some activities and not others"),
+    Rule("heart_missing_while_active", "warning", "finding", "no heart-rate samples on a day with steps"),
 )
 
 RULES: dict[str, Rule] = {r.id: r for r in _RULES}

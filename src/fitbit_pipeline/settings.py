@@ -7,6 +7,9 @@ import os
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .gate import GateLimits
+from .limits import DEFAULT_LIMITS, Limits
+
 
 class Settings(BaseSettings):
     """Every setting, with its environment variable (case-insensitive) as the field name."""
@@ -31,6 +34,17 @@ class Settings(BaseSettings):
     fitbit_warehouse: str = Field("data/warehouse.duckdb", description="DuckDB file of the warehouse")
     fitbit_workers: int = Field(0, description="transform processes; 0 = one per core")
 
+    # Validation thresholds (see docs/validation.md) and the gate before the production merge.
+    fitbit_ranges: dict[str, tuple[float, float]] = Field(
+        default_factory=dict, description='range overrides, JSON: {"heart.value": [30, 220]}'
+    )
+    fitbit_tolerances: dict[str, float] = Field(
+        default_factory=dict, description='daily-total tolerance overrides, JSON: {"distance": 0.01}'
+    )
+    fitbit_gate_max_reject_rate: float = Field(0.05, ge=0, le=1, description="rows rejected / read, per activity")
+    fitbit_gate_max_file_failure_rate: float = Field(0.20, ge=0, le=1, description="files rejected / processed")
+    fitbit_gate_min_files: int = Field(10, ge=0, description="files needed before a file rate can stop a run")
+
     def source_uri(self) -> str:
         if self.fitbit_source_bucket:
             return _s3(self.fitbit_source_bucket, self.fitbit_source_prefix)
@@ -46,6 +60,14 @@ class Settings(BaseSettings):
 
     def workers(self) -> int:
         return self.fitbit_workers or os.cpu_count() or 1
+
+    def limits(self) -> Limits:
+        return DEFAULT_LIMITS.with_overrides(self.fitbit_ranges, self.fitbit_tolerances)
+
+    def gate_limits(self) -> GateLimits:
+        return GateLimits(
+            self.fitbit_gate_max_reject_rate, self.fitbit_gate_max_file_failure_rate, self.fitbit_gate_min_files
+        )
 
 
 def _s3(bucket: str, prefix: str) -> str:

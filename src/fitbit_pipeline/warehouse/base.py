@@ -11,6 +11,7 @@ from typing import Any
 import pyarrow as pa
 
 from .. import schema
+from ..findings_sql import cross_file_statements
 from ..schema import Table
 from ..sql import Names
 
@@ -94,7 +95,7 @@ class Warehouse(abc.ABC):
         """Merge staging into production in one transaction; checks the accounting identity."""
         inserted: dict[str, int] = {}
         with self.transaction():
-            for sql, params in self.names.merge_statements():
+            for sql, params in self.names.merge_statements() + cross_file_statements(self.names, run_id):
                 n = self.execute(sql, params)
                 if sql.startswith("INSERT INTO") and "SELECT" in sql:
                     target = sql.split()[2].split(".")[-1].strip('"')

@@ -1,0 +1,47 @@
+"""Cross-file data-quality findings, recomputed inside the merge for every participant-day it touches.
+
+They look across activities, so they run on production after the day's deliveries are merged:
+a participant-day with some activities and not others, and a day with steps but no heart-rate
+samples (was the tracker worn?). Earlier findings of the same rules for those days are replaced.
+"""
+
+from __future__ import annotations
+
+from .activities import ACTIVITIES
+from .sql import Names, ident
+
+CROSS_FILE_RULES = ("activities_incomplete", "heart_missing_while_active")
+WINNERS = ident("_fitbit_winners")
+
+
+def cross_file_statements(names: Names, run_id: str) -> list[tuple[str, list[object]]]:
+    findings = names.q("data_quality_findings")
+    deliveries = names.q("pipeline_deliveries")
+    touched = f"SELECT DISTINCT participant_id, date FROM {WINNERS}"
+    cols = "run_id, source_file, participant_id, activity, date, rule_id, severity, message"
+    return [
+        (
+            f"DELETE FROM {findings} WHERE rule_id IN (?, ?) AND EXISTS (SELECT 1 FROM ({touched}) t "
+            f"WHERE t.participant_id = {findings}.participant_id AND t.date = {findings}.date)",
+            list(CROSS_FILE_RULES),
+        ),
+        (
+            f"INSERT INTO {findings} ({cols}) "
+            "SELECT ?, MIN(d.source_file), d.participant_id, NULL, d.date, 'activities_incomplete', 'warning', "
+            "'only ' || CAST(COUNT(DISTINCT d.activity) AS VARCHAR) || ' of ' || CAST(? AS VARCHAR) "
+            "|| ' activities delivered for this participant-day' "
+            f"FROM {deliveries} d JOIN ({touched}) t ON t.participant_id = d.participant_id AND t.date = d.date "
+            "GROUP BY d.participant_id, d.date HAVING COUNT(DISTINCT d.activity) < ?",
+            [run_id, len(ACTIVITIES), len(ACTIVITIES)],
+        ),
+        (
+            f"INSERT INTO {findings} ({cols}) "
+            "SELECT ?, h.source_file, h.participant_id, 'heart', h.date, 'heart_missing_while_active', 'warning', "
+            "'no heart-rate samples on a day with steps (tracker worn?)' "
+            f"FROM {deliveries} h JOIN ({touched}) t ON t.participant_id = h.participant_id AND t.date = h.date "
+            f"JOIN {names.q('daily_steps')} s ON s.participant_id = h.participant_id AND s.date = h.date "
+            f"WHERE h.activity = 'heart' AND s.value > 0 AND NOT EXISTS (SELECT 1 FROM {names.q('intraday_heart')} i "
+            "WHERE i.participant_id = h.participant_id AND i.date = h.date)",
+            [run_id],
+        ),
+    ]
