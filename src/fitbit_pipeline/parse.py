@@ -218,10 +218,8 @@ def _zones(
         kept: list[dict[str, Any]] = []
         for z in zones:
             problem = _zone_problem(z, minutes_range)
-            if problem is None and kept:
-                prev = max(kept, key=lambda k: k["min_bpm"])
-                if z["min"] < prev["max_bpm"] and z["max"] > prev["min_bpm"]:
-                    problem = "overlaps another zone"
+            if problem is None and any(z["min"] < k["max_bpm"] and z["max"] > k["min_bpm"] for k in kept):
+                problem = "overlaps another zone"
             if problem:
                 parsed_rejects.append(_summary_reject("zone_invalid", z, problem))
                 continue

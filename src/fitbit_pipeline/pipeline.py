@@ -31,6 +31,7 @@ STAT_FIELDS = (
     "files_new",
     "files_changed",
     "files_unchanged",
+    "files_retried",
     "files_loaded",
     "files_rejected",
     "files_superseded",
@@ -161,7 +162,7 @@ def _run(
         if previous == doc.fingerprint and doc.source_file not in retry:
             c["files_unchanged"] += 1
             continue
-        c["files_new" if previous is None else "files_changed"] += 1
+        c["files_new" if previous is None else "files_changed" if previous != doc.fingerprint else "files_retried"] += 1
         todo.append(doc)
     log.info("run %s: %d documents found, %d to process", summary.run_id, len(listing.docs), len(todo))
     if not todo:

@@ -169,6 +169,7 @@ PIPELINE_RUNS = Table(
             pa.field("files_new", pa.int64(), False),
             pa.field("files_changed", pa.int64(), False),
             pa.field("files_unchanged", pa.int64(), False),
+            pa.field("files_retried", pa.int64(), False),
             pa.field("files_loaded", pa.int64(), False),
             pa.field("files_rejected", pa.int64(), False),
             pa.field("files_superseded", pa.int64(), False),
