@@ -9,8 +9,10 @@ import os
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -31,6 +33,22 @@ SchemaOpt = Annotated[str | None, typer.Option("--schema", help="Warehouse schem
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON")]
 
 
+def _load_settings() -> Settings:
+    """Settings from the environment and .env, checked up front: a bad value is a clear error, exit 2."""
+    try:
+        s = Settings()
+        s.limits()
+        s.gate_limits()
+    except ValidationError as exc:  # name the setting, never echo its value (it may be a secret)
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        err.print(f"[red]configuration error:[/red] {problems}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+    except ValueError as exc:
+        err.print(f"[red]configuration error:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    return s
+
+
 def _settings(source: str | None, lake: str | None, warehouse: str | None, schema: str | None) -> Settings:
     overrides = {
         k: v
@@ -42,7 +60,7 @@ def _settings(source: str | None, lake: str | None, warehouse: str | None, schem
         }.items()
         if v is not None
     }
-    s = Settings()
+    s = _load_settings()
     if source is not None:
         s.fitbit_source_bucket = None
     if lake is not None:
@@ -252,7 +270,7 @@ def validate(
     """Dry run: read and validate SOURCE, print per-rule counts and the worst files; load nothing."""
     from .validate import validate as run_validation
 
-    s = Settings()
+    s = _load_settings()
     progress = Progress(
         TextColumn("[bold]validating"),
         BarColumn(),
