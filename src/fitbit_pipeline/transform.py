@@ -138,7 +138,7 @@ def _file_row(doc: SourceDoc, ctx: RunContext, **values: Any) -> dict[str, Any]:
     return row
 
 
-def process_chunk(chunk_id: int, docs: Sequence[SourceDoc], ctx: RunContext) -> ChunkResult:
+def process_chunk(chunk_id: str, docs: Sequence[SourceDoc], ctx: RunContext) -> ChunkResult:
     """Parse, validate and stage one chunk of documents. Never raises for one bad document."""
     result = ChunkResult()
     columns = {a.name: _Columns(a) for a in activities.ACTIVITIES}
@@ -270,7 +270,7 @@ def process_chunk(chunk_id: int, docs: Sequence[SourceDoc], ctx: RunContext) -> 
         tables[name] = pa.Table.from_pylist(items, schema=schema.BY_NAME[name].schema) if items else None
     for name, table in tables.items():
         if table is not None and table.num_rows:
-            write_parquet(table, posixpath.join(ctx.staging_uri, name, f"part-{chunk_id:05d}.parquet"))
+            write_parquet(table, posixpath.join(ctx.staging_uri, name, f"part-{chunk_id}.parquet"))
     return result
 
 
@@ -305,6 +305,7 @@ def transform(
     ctx: RunContext,
     workers: int | None = None,
     on_progress: Callable[[int], None] | None = None,
+    part_prefix: str = "",
 ) -> ChunkResult:
     """Stage ``docs``; calls ``on_progress(files_done)`` as chunks finish."""
     workers = workers or os.cpu_count() or 1
@@ -312,14 +313,14 @@ def transform(
     total = ChunkResult()
     if workers <= 1 or len(chunks) <= 1:
         for i, chunk in enumerate(chunks):
-            res = process_chunk(i, chunk, ctx)
+            res = process_chunk(f"{part_prefix}{i:05d}", chunk, ctx)
             total.add(res)
             if on_progress:
                 on_progress(res.files)
         return total
     mp = multiprocessing.get_context("forkserver")
     with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=mp) as pool:
-        pending = {pool.submit(process_chunk, i, chunk, ctx) for i, chunk in enumerate(chunks)}
+        pending = {pool.submit(process_chunk, f"{part_prefix}{i:05d}", chunk, ctx) for i, chunk in enumerate(chunks)}
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
