@@ -12,6 +12,6 @@ PY
 stamp=".venv/.installed${extras:+-$extras}"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
-  .venv/bin/python -m pip install --quiet -e ".${extras:+[$extras]}"
+  .venv/bin/python -m pip install --quiet -e ".${extras:+[$extras]}" -c requirements/constraints.txt
   touch "$stamp"
 fi

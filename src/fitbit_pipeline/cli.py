@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import pipeline
+from .notify import Notifier, failure_notification, run_notification
 from .settings import Settings
 from .sources import list_documents
 
@@ -133,8 +134,10 @@ def run(
                 on_progress=lambda n: progress.advance(task, n),
             )
         except Exception as exc:
-            err.print(f"[red]run failed:[/red] {type(exc).__name__}: {exc}")
+            err.print(f"[red]run failed:[/red] {escape(f'{type(exc).__name__}: {exc}')}")
+            Notifier(s.notify_config()).send(failure_notification("run", "fitbit-pipeline run", exc))
             raise typer.Exit(1) from None
+    Notifier(s.notify_config()).send(run_notification(summary.as_dict()))
     if as_json:
         print(json.dumps(summary.as_dict(), indent=2))
     else:

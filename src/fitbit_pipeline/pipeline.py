@@ -52,7 +52,7 @@ STAT_FIELDS = (
 @dataclass
 class RunSummary:
     run_id: str
-    status: str  # succeeded | nothing-new | gated | failed
+    status: str  # succeeded | partial (an activity failed) | nothing-new | gated | failed
     started_at: dt.datetime
     duration_s: float = 0.0
     objects: int = 0
@@ -267,7 +267,7 @@ def finish_run(
         rows_by_table=rows_by_table or {},
     )
     summary.per_activity = {a: Counter(c) for a, c in plan.counts.items()}
-    if status in ("succeeded", "failed") and plan.todo:
+    if status in ("succeeded", "partial", "failed") and plan.todo:
         warnings = wh.warnings(plan.run_id)
         for activity, _files, loaded, rejected, superseded, *rows in wh.file_stats(plan.run_id):
             c = summary.per_activity.setdefault(activity, Counter())

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .gate import GateLimits
 from .limits import DEFAULT_LIMITS, Limits
+from .notify import NotifyConfig
 
 
 class Settings(BaseSettings):
@@ -45,6 +46,18 @@ class Settings(BaseSettings):
     fitbit_gate_max_file_failure_rate: float = Field(0.20, ge=0, le=1, description="files rejected / processed")
     fitbit_gate_min_files: int = Field(10, ge=0, description="files needed before a file rate can stop a run")
 
+    # Notifications (CLI and Airflow): any combination; secrets are never logged.
+    fitbit_notify_webhook_url: SecretStr | None = Field(None, description="Slack-compatible incoming webhook URL")
+    fitbit_notify_smtp_host: str | None = Field(None, description="SMTP server for e-mail notifications")
+    fitbit_notify_smtp_port: int = Field(25, description="SMTP port")
+    fitbit_notify_smtp_user: str | None = Field(None, description="SMTP user (optional)")
+    fitbit_notify_smtp_password: SecretStr | None = Field(None, description="SMTP password (optional)")
+    fitbit_notify_smtp_starttls: bool = Field(False, description="use STARTTLS")
+    fitbit_notify_email_from: str = Field("fitbit-pipeline@localhost", description="sender address")
+    fitbit_notify_email_to: str = Field("", description="comma-separated recipients")
+    fitbit_notify_sns_topic_arn: str | None = Field(None, description="Amazon SNS topic ARN")
+    fitbit_notify_on_success: bool = Field(False, description="also notify successful runs")
+
     def source_uri(self) -> str:
         if self.fitbit_source_bucket:
             return _s3(self.fitbit_source_bucket, self.fitbit_source_prefix)
@@ -63,6 +76,21 @@ class Settings(BaseSettings):
 
     def limits(self) -> Limits:
         return DEFAULT_LIMITS.with_overrides(self.fitbit_ranges, self.fitbit_tolerances)
+
+    def notify_config(self) -> NotifyConfig:
+        return NotifyConfig(
+            webhook_url=self.fitbit_notify_webhook_url,
+            smtp_host=self.fitbit_notify_smtp_host,
+            smtp_port=self.fitbit_notify_smtp_port,
+            smtp_user=self.fitbit_notify_smtp_user,
+            smtp_password=self.fitbit_notify_smtp_password,
+            smtp_from=self.fitbit_notify_email_from,
+            smtp_to=[a.strip() for a in self.fitbit_notify_email_to.split(",") if a.strip()],
+            smtp_starttls=self.fitbit_notify_smtp_starttls,
+            sns_topic_arn=self.fitbit_notify_sns_topic_arn,
+            aws_region=self.aws_region or None,
+            on_success=self.fitbit_notify_on_success,
+        )
 
     def gate_limits(self) -> GateLimits:
         return GateLimits(
