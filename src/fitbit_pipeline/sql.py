@@ -1,17 +1,41 @@
 """SQL derived from the table model: quoted identifiers, bound parameters, one code path.
 
 Statements use ``?`` placeholders; a backend whose driver wants another style converts
-them (:func:`placeholders`). Nothing here interpolates a value into SQL text.
+them (:func:`placeholders`). Nothing here interpolates a value into SQL text, except the
+literals Redshift's COPY cannot bind (S3 prefix, role), which :func:`literal` checks and quotes.
+
+One :class:`Names` per warehouse schema and dialect (``duckdb``, ``postgres``, ``redshift``):
+the shared statements are the same text everywhere; the dialect only adds what an engine needs
+(Redshift column widths and DISTKEY/SORTKEY, PostgreSQL indexes, the merge lock, bulk-load COPY).
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from dataclasses import dataclass
+from typing import Literal
 
 import pyarrow as pa
 
 from . import schema
 from .schema import Table
+
+Dialect = Literal["duckdb", "postgres", "redshift"]
+
+# Redshift VARCHAR(n) counts bytes and defaults to 256: short codes get a bound, free text the maximum.
+_REDSHIFT_WIDTH = {
+    "participant_id": 512,
+    "activity": 64,
+    "run_id": 64,
+    "status": 32,
+    "rule_id": 128,
+    "severity": 32,
+    "record_type": 32,
+    "zone_type": 32,
+    "zone_name": 256,
+}
+_REDSHIFT_MAX_VARCHAR = 65535
 
 
 def ident(name: str) -> str:
@@ -19,8 +43,10 @@ def ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def sql_type(t: pa.DataType) -> str:
+def sql_type(t: pa.DataType, dialect: Dialect = "duckdb", column: str = "") -> str:
     if pa.types.is_string(t):
+        if dialect == "redshift":
+            return f"VARCHAR({_REDSHIFT_WIDTH.get(column, _REDSHIFT_MAX_VARCHAR)})"
         return "VARCHAR"
     if pa.types.is_date32(t):
         return "DATE"
@@ -35,9 +61,69 @@ def sql_type(t: pa.DataType) -> str:
     raise TypeError(f"no SQL type for {t}")
 
 
+@functools.lru_cache(maxsize=1024)
 def placeholders(sql: str, style: str) -> str:
-    """Convert ``?`` placeholders to the driver's style (``%s`` for psycopg)."""
-    return sql.replace("?", style) if style != "?" else sql
+    """Convert ``?`` placeholders to the driver's style (``%s`` for psycopg).
+
+    Only a ``?`` outside quoted literals and identifiers is a placeholder; for ``%s`` every
+    literal ``%`` is doubled, as psycopg reads ``%`` anywhere in the text.
+    """
+    if style == "?":
+        return sql
+    if style != "%s":
+        raise ValueError(f"unsupported placeholder style {style!r}")
+    out: list[str] = []
+    quote = ""
+    for ch in sql:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "?":
+            out.append("%s")
+            continue
+        out.append("%%" if ch == "%" else ch)
+    return "".join(out)
+
+
+def literal(value: str) -> str:
+    """A single-quoted SQL string literal, for the few places that cannot bind a value (COPY)."""
+    if "\\" in value or any(ord(c) < 32 for c in value):
+        raise ValueError("a backslash or control character cannot be used in this SQL literal")
+    return "'" + value.replace("'", "''") + "'"
+
+
+def lock_key(schema_name: str) -> int:
+    """A stable signed 64-bit advisory-lock key for one warehouse schema."""
+    digest = hashlib.sha256(f"fitbit_pipeline:{schema_name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def copy_credentials(
+    iam_role: str | None = None,
+    *,
+    access_key_id: str | None = None,
+    secret_access_key: str | None = None,
+    session_token: str | None = None,
+) -> str:
+    """The authorisation clause of a Redshift COPY: an IAM role (``default`` allowed) or keys."""
+    if iam_role:
+        return "IAM_ROLE default" if iam_role.lower() == "default" else f"IAM_ROLE {literal(iam_role)}"
+    if not (access_key_id and secret_access_key):
+        raise ValueError("a Redshift COPY needs an IAM role or AWS credentials")
+    clause = f"ACCESS_KEY_ID {literal(access_key_id)} SECRET_ACCESS_KEY {literal(secret_access_key)}"
+    return clause + (f" SESSION_TOKEN {literal(session_token)}" if session_token else "")
+
+
+def _key_columns(table: Table) -> tuple[str, ...]:
+    """The production key a table is read and replaced by (index / sort key)."""
+    if table.kind == "intraday":
+        return ("participant_id", "date", "ts")
+    if table.data:
+        return ("participant_id", "date")
+    if table.kind == "deliveries":
+        return ("participant_id", "activity", "date")
+    return ()
 
 
 @dataclass(frozen=True)
@@ -45,6 +131,7 @@ class Names:
     """Qualified names of one warehouse schema."""
 
     schema: str
+    dialect: Dialect = "duckdb"
 
     def q(self, table: str) -> str:
         return f"{ident(self.schema)}.{ident(table)}"
@@ -53,9 +140,67 @@ class Names:
         return f"CREATE SCHEMA IF NOT EXISTS {ident(self.schema)}"
 
     def create_table(self, table: Table, *, staging: bool = False) -> str:
-        cols = ", ".join(f"{ident(f.name)} {sql_type(f.type)}{'' if f.nullable else ' NOT NULL'}" for f in table.schema)
+        cols = ", ".join(
+            f"{ident(f.name)} {sql_type(f.type, self.dialect, f.name)}{'' if f.nullable else ' NOT NULL'}"
+            for f in table.schema
+        )
         name = table.staging_name if staging else table.name
-        return f"CREATE TABLE IF NOT EXISTS {self.q(name)} ({cols})"
+        return f"CREATE TABLE IF NOT EXISTS {self.q(name)} ({cols})" + self.table_attributes(table)
+
+    def table_attributes(self, table: Table) -> str:
+        """Redshift: rows of a participant on one slice, sorted by participant and time."""
+        if self.dialect != "redshift" or not (table.data or table.kind == "deliveries"):
+            return ""
+        sort = ("participant_id", "ts") if table.kind == "intraday" else ("participant_id", "date")
+        return (
+            f" DISTSTYLE KEY DISTKEY({ident('participant_id')}) COMPOUND SORTKEY({', '.join(ident(c) for c in sort)})"
+        )
+
+    def create_indexes(self, table: Table) -> list[str]:
+        """PostgreSQL: indexes on the production keys (and the ledger's file id) of ``table``."""
+        if self.dialect != "postgres":
+            return []
+        keys = [_key_columns(table)]
+        if table.kind in ("files", "rejects", "findings"):
+            keys.append(("source_file",))
+        if table.kind in ("files", "runs"):
+            keys.append(("run_id",))
+        return [
+            f"CREATE INDEX IF NOT EXISTS {ident(self.index_name(table, cols))} ON {self.q(table.name)} "
+            f"({', '.join(ident(c) for c in cols)})"
+            for cols in keys
+            if cols
+        ]
+
+    @staticmethod
+    def index_name(table: Table, cols: tuple[str, ...]) -> str:
+        return f"{table.name}__{'_'.join(cols)}_idx"
+
+    def merge_lock(self) -> list[tuple[str, list[object]]]:
+        """Statements that serialise merges into this schema, first in the merge transaction."""
+        if self.dialect == "postgres":
+            return [("SELECT pg_advisory_xact_lock(?)", [lock_key(self.schema)])]
+        if self.dialect == "redshift":
+            return [(f"LOCK {self.q(schema.PIPELINE_DELIVERIES.name)}", [])]
+        return []  # DuckDB: one writer per file
+
+    def analyze(self, table_name: str) -> str:
+        return f"ANALYZE {self.q(table_name)}"
+
+    def copy_from_stdin(self, table_name: str, columns: list[str]) -> str:
+        """PostgreSQL bulk load of CSV (``COPY ... FROM STDIN``); columns by name."""
+        return f"COPY {self.q(table_name)} ({', '.join(ident(c) for c in columns)}) FROM STDIN (FORMAT csv)"
+
+    def copy_from_s3(self, table_name: str, prefix: str, credentials: str) -> str:
+        """Redshift bulk load of every Parquet file below an S3 prefix (columns by position)."""
+        if not prefix.startswith("s3://"):
+            raise ValueError("Redshift loads staging from an s3:// prefix")
+        return f"COPY {self.q(table_name)} FROM {literal(prefix)} {credentials} FORMAT AS PARQUET"
+
+    def insert_values(self, table: Table, rows: int) -> str:
+        """A multi-row ``INSERT ... VALUES`` with bound parameters (small tables only)."""
+        row = "(" + ", ".join("?" for _ in table.columns) + ")"
+        return f"INSERT INTO {self.q(table.name)} ({self.column_list(table)}) VALUES " + ", ".join([row] * rows)
 
     def drop_staging(self, table: Table) -> str:
         return f"DROP TABLE IF EXISTS {self.q(table.staging_name)}"
@@ -83,6 +228,8 @@ class Names:
                 [],
             ),
         ]
+        if self.dialect == "postgres":  # temporary tables get no statistics otherwise
+            out.append((f"ANALYZE {win}", []))
         for t in schema.DATA_TABLES:
             target = self.q(t.name)
             out.append(

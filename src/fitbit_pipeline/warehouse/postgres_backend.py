@@ -1,0 +1,202 @@
+"""PostgreSQL (psycopg 3): staging bulk-loaded with ``COPY ... FROM STDIN``, merges serialised per schema.
+
+Concurrency: runs share the ``stg_*`` tables of a schema, so a run holds a session-level advisory
+lock on the schema from loading its staging until it closes the warehouse, and every merge
+transaction starts with ``pg_advisory_xact_lock`` on the same key (the merge may also run from a
+separate connection, e.g. an Airflow task). A second run waits; it never interleaves.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+
+from .. import schema
+from ..schema import Table
+from ..sql import Names, lock_key, placeholders
+from .base import MergeResult, Warehouse
+
+_SECRET_KEYS = {"password", "secret", "token", "sslpassword", "secret_access_key", "session_token"}
+_DML = re.compile(r"\s*(INSERT|DELETE|UPDATE)\b", re.IGNORECASE)
+_BATCH_ROWS = 1 << 16
+
+# PostgreSQL / Redshift type OIDs -> Arrow types (others are inferred from the values).
+OID_TYPES: dict[int, pa.DataType] = {
+    16: pa.bool_(),
+    20: pa.int64(),
+    21: pa.int16(),
+    23: pa.int32(),
+    25: pa.string(),
+    700: pa.float32(),
+    701: pa.float64(),
+    1042: pa.string(),
+    1043: pa.string(),
+    1082: pa.date32(),
+    1114: pa.timestamp("us"),
+}
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password (and secret query parameters) replaced by ``***``, for messages."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = netloc.rsplit("@", 1)[1]
+        netloc = f"{parts.username or ''}:***@{netloc}"
+    query = urlencode(
+        [(k, "***" if k.lower() in _SECRET_KEYS else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def scrub(message: str, *secrets: str | None) -> str:
+    """``message`` with every given secret replaced by ``***``."""
+    for secret in secrets:
+        if secret:
+            message = message.replace(secret, "***")
+    return message
+
+
+def rows_to_arrow(description: Sequence[Any] | None, rows: Sequence[Sequence[Any]]) -> pa.Table:
+    """A DB-API result (PostgreSQL type OIDs in ``description``) as an Arrow table."""
+    if not description:
+        return pa.table({})
+    names = [d[0] for d in description]
+    arrays = [
+        pa.array([r[i] for r in rows], type=OID_TYPES.get(int(d[1]))) for i, d in enumerate(description)
+    ]
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+def _open(part: str) -> Any:
+    if "://" in part:
+        from ..sources import filesystem
+
+        fs, path = filesystem(part)
+        return fs.open(path, "rb")
+    return open(part, "rb")
+
+
+def _csv(batch: pa.RecordBatch) -> bytes:
+    """One record batch as headerless CSV: strings quoted, nulls unquoted-empty (COPY's CSV NULL)."""
+    buf = io.BytesIO()
+    pcsv.write_csv(batch, buf, pcsv.WriteOptions(include_header=False, quoting_style="needed"))
+    return buf.getvalue()
+
+
+class PostgresWarehouse(Warehouse):
+    placeholder = "%s"
+
+    def __init__(self, url: str, schema_name: str) -> None:
+        super().__init__(schema_name)
+        import psycopg
+
+        self.names = Names(schema_name, "postgres")
+        self.url = mask_url(url)
+        try:
+            self.con = psycopg.connect(url, autocommit=True, application_name="fitbit-pipeline")
+        except psycopg.Error as exc:
+            raise RuntimeError(
+                f"cannot connect to the PostgreSQL warehouse {self.url}: {scrub(str(exc), urlsplit(url).password)}"
+            ) from None
+        self._lock_key = lock_key(schema_name)
+        self._holds_schema = False
+
+    # -- engine primitives ------------------------------------------------------------
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        with self.con.cursor() as cur:
+            cur.execute(placeholders(sql, self.placeholder), list(params))
+            return cur.rowcount if _DML.match(sql) else -1
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self.con.cursor() as cur:
+            cur.execute(placeholders(sql, self.placeholder), list(params))
+            return cur.fetchall()
+
+    def query_arrow(self, sql: str, params: Sequence[Any] = ()) -> pa.Table:
+        with self.con.cursor() as cur:
+            cur.execute(placeholders(sql, self.placeholder), list(params))
+            description = [(c.name, c.type_code) for c in cur.description or []]
+            return rows_to_arrow(description, cur.fetchall())
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One transaction (a savepoint when nested); rolled back on any exception."""
+        with self.con.transaction():
+            yield
+
+    def load_table(self, table_name: str, parts: Sequence[str]) -> None:
+        """Stream the Parquet parts as CSV record batches into one ``COPY ... FROM STDIN``."""
+        columns: list[str] | None = None
+        with self.con.cursor() as cur:
+            for part in parts:
+                with _open(part) as fh:
+                    pf = pq.ParquetFile(fh)
+                    names = pf.schema_arrow.names
+                    if columns is None:
+                        columns = names
+                        copy_cm = cur.copy(self.names.copy_from_stdin(table_name, columns))
+                        copy = copy_cm.__enter__()
+                    elif names != columns:
+                        copy_cm.__exit__(None, None, None)
+                        raise ValueError(f"staging part {part} has other columns than the first part")
+                    for batch in pf.iter_batches(batch_size=_BATCH_ROWS):
+                        copy.write(_csv(batch))
+            if columns is not None:
+                copy_cm.__exit__(None, None, None)
+
+    def insert_arrow(self, table: Table, data: pa.Table) -> None:
+        data = data.select(table.columns)
+        with self.con.cursor() as cur, cur.copy(self.names.copy_from_stdin(table.name, table.columns)) as copy:
+            for batch in data.to_batches(max_chunksize=_BATCH_ROWS):
+                copy.write(_csv(batch))
+
+    def close(self) -> None:
+        self.con.close()  # also releases the schema lock
+
+    # -- PostgreSQL specifics -------------------------------------------------------------
+    def _lock_schema(self) -> None:
+        """Hold the schema's advisory lock (session level) until the connection closes."""
+        if not self._holds_schema:
+            self.execute("SELECT pg_advisory_lock(?)", [self._lock_key])
+            self._holds_schema = True
+
+    def ensure_schema(self) -> None:
+        """Tables and their indexes, under the schema lock (concurrent CREATE ... IF NOT EXISTS can collide)."""
+        with self.transaction():
+            for sql, params in self.names.merge_lock():
+                self.execute(sql, params)
+            super().ensure_schema()
+            existing = {
+                r[0] for r in self.query("SELECT indexname FROM pg_indexes WHERE schemaname = ?", [self.names.schema])
+            }
+            for t in schema.ALL_TABLES:
+                for statement in self.names.create_indexes(t):
+                    if not any(f'"{name}"' in statement for name in existing):
+                        self.execute(statement)
+
+    def load_staging(self, parts_by_table: dict[str, list[str]]) -> None:
+        """Replace the ``stg_*`` tables in one transaction, holding the schema until this run closes."""
+        self._lock_schema()
+        with self.transaction():
+            super().load_staging(parts_by_table)
+            for t in schema.STAGED_TABLES:
+                self.execute(self.names.analyze(t.staging_name))
+
+    def merge(self, run_id: str) -> MergeResult:
+        """The shared merge in one transaction that first takes ``pg_advisory_xact_lock``."""
+        with self.transaction():
+            for sql, params in self.names.merge_lock():
+                self.execute(sql, params)
+            return super().merge(run_id)
