@@ -130,6 +130,7 @@ def run(
                 gate=s.gate_limits(),
                 force=force,
                 retry_rejected=retry_rejected,
+                valid_day_minutes=s.valid_day_minutes(),
                 on_start=lambda n: progress.update(task, total=n),
                 on_progress=lambda n: progress.advance(task, n),
             )

@@ -77,7 +77,7 @@ def merge_production(run_id: str, settings: Settings | None = None) -> dict[str,
     s = settings or Settings()
     plan = Plan.load(s.lake_uri(), run_id)
     with _warehouse(s) as wh:
-        return pipeline.merge_run(plan, wh)
+        return pipeline.merge_run(plan, wh, valid_day_minutes=s.valid_day_minutes())
 
 
 def record_statistics(

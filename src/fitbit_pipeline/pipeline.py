@@ -239,10 +239,10 @@ def check_gate(wh: Warehouse, limits: GateLimits) -> GateResult:
     return gate.evaluate(wh, limits)
 
 
-def merge_run(plan: Plan, wh: Warehouse) -> dict[str, int]:
+def merge_run(plan: Plan, wh: Warehouse, *, valid_day_minutes: int = 600) -> dict[str, int]:
     """Merge staging into production (one transaction), then refresh the production lake."""
     with _phase("merge"):
-        merged = wh.merge(plan.run_id)
+        merged = wh.merge(plan.run_id, valid_day_minutes=valid_day_minutes)
     with _phase("publish production lake"):
         lake.publish(plan.lake, plan.staging_uri, merged.winners, plan.run_id)
     return {t.name: merged.inserted.get(t.name, 0) for t in schema.DATA_TABLES}
@@ -318,6 +318,7 @@ def run(
     gate: GateLimits | None = None,
     force: bool = False,
     retry_rejected: bool = False,
+    valid_day_minutes: int = 600,
     on_start: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> RunSummary:
@@ -344,7 +345,7 @@ def run(
                     log.warning("run %s: %s", plan.run_id, verdict.message())
                     return finish_run(plan, wh, "gated", message=verdict.message())
                 message = "forced past the gate: " + verdict.message()
-            rows = merge_run(plan, wh)
+            rows = merge_run(plan, wh, valid_day_minutes=valid_day_minutes)
         except Exception as exc:
             finish_run(plan, wh, "failed", message=f"{type(exc).__name__}: {exc}")
             raise

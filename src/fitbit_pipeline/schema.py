@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from .activities import ACTIVITIES, Activity, Kind
 
-TableKind = Literal["intraday", "daily", "zones", "rejects", "findings", "deliveries", "files", "runs"]
+TableKind = Literal["intraday", "daily", "zones", "wear", "rejects", "findings", "deliveries", "files", "runs"]
 
 TS = pa.timestamp("us")
 _NUMERIC: dict[Kind, pa.DataType] = {"int": pa.int32(), "float": pa.float64()}
@@ -185,6 +185,23 @@ PIPELINE_RUNS = Table(
     ),
 )
 
+DAILY_WEAR = Table(
+    "daily_wear",
+    "wear",
+    pa.schema(
+        [
+            pa.field("participant_id", pa.string(), False),
+            pa.field("date", pa.date32(), False),
+            pa.field("wear_minutes", pa.int64(), False),  # minutes with >= 1 heart-rate sample
+            pa.field("hours_with_data", pa.int64(), False),
+            pa.field("heart_samples", pa.int64(), False),
+            pa.field("valid_day", pa.bool_(), False),
+            pa.field("run_id", pa.string(), False),
+        ]
+    ),
+    "heart",
+)
+
 INTRADAY: dict[str, Table] = {a.name: _intraday(a) for a in ACTIVITIES}
 DAILY: dict[str, Table] = {a.name: _daily(a) for a in ACTIVITIES}
 DATA_TABLES: tuple[Table, ...] = (*INTRADAY.values(), *DAILY.values(), HEART_RATE_ZONES)
@@ -196,5 +213,5 @@ STAGED_TABLES: tuple[Table, ...] = (
     PIPELINE_FILES,
     PIPELINE_DELIVERIES,
 )
-ALL_TABLES: tuple[Table, ...] = (*STAGED_TABLES, PIPELINE_RUNS)
+ALL_TABLES: tuple[Table, ...] = (*STAGED_TABLES, DAILY_WEAR, PIPELINE_RUNS)
 BY_NAME: dict[str, Table] = {t.name: t for t in ALL_TABLES}

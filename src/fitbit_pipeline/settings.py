@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     fitbit_gate_max_file_failure_rate: float = Field(0.20, ge=0, le=1, description="files rejected / processed")
     fitbit_gate_min_files: int = Field(10, ge=0, description="files needed before a file rate can stop a run")
 
+    # Wear time: a valid day has at least this many hours with heart-rate data.
+    fitbit_valid_day_hours: float = Field(10.0, ge=0, le=24, description="hours of heart-rate data for a valid day")
+
     # Notifications (CLI and Airflow): any combination; secrets are never logged.
     fitbit_notify_webhook_url: SecretStr | None = Field(None, description="Slack-compatible incoming webhook URL")
     fitbit_notify_smtp_host: str | None = Field(None, description="SMTP server for e-mail notifications")
@@ -73,6 +76,9 @@ class Settings(BaseSettings):
 
     def workers(self) -> int:
         return self.fitbit_workers or os.cpu_count() or 1
+
+    def valid_day_minutes(self) -> int:
+        return round(self.fitbit_valid_day_hours * 60)
 
     def limits(self) -> Limits:
         return DEFAULT_LIMITS.with_overrides(self.fitbit_ranges, self.fitbit_tolerances)

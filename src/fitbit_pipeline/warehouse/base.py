@@ -11,7 +11,7 @@ from typing import Any
 import pyarrow as pa
 
 from .. import schema
-from ..findings_sql import cross_file_statements
+from ..derived_sql import derived_statements
 from ..schema import Table
 from ..sql import Names
 
@@ -91,11 +91,16 @@ class Warehouse(abc.ABC):
             if parts:
                 self.load_table(t.staging_name, parts)
 
-    def merge(self, run_id: str) -> MergeResult:
-        """Merge staging into production in one transaction; checks the accounting identity."""
+    def merge(self, run_id: str, valid_day_minutes: int = 600) -> MergeResult:
+        """Merge staging into production in one transaction; checks the accounting identity.
+
+        Derived tables (cross-file findings, ``daily_wear``) are refreshed in the same transaction.
+        """
         inserted: dict[str, int] = {}
         with self.transaction():
-            for sql, params in self.names.merge_statements() + cross_file_statements(self.names, run_id):
+            for sql, params in self.names.merge_statements() + derived_statements(
+                self.names, run_id, valid_day_minutes
+            ):
                 n = self.execute(sql, params)
                 if sql.startswith("INSERT INTO") and "SELECT" in sql:
                     target = sql.split()[2].split(".")[-1].strip('"')

@@ -1,8 +1,12 @@
-"""Cross-file data-quality findings, recomputed inside the merge for every participant-day it touches.
+"""Tables derived inside the merge for every participant-day it touches, on production data.
 
-They look across activities, so they run on production after the day's deliveries are merged:
-a participant-day with some activities and not others, and a day with steps but no heart-rate
-samples (was the tracker worn?). Earlier findings of the same rules for those days are replaced.
+- Cross-file data-quality findings: a participant-day with some activities and not others, and a
+  day with steps but no heart-rate samples (was the tracker worn?). Earlier findings of the same
+  rules for those days are replaced.
+- ``daily_wear``: minutes with at least one heart-rate sample (the accepted wear proxy: zero-step
+  minutes do not mean the tracker was worn), hours with data, the sample count, and ``valid_day``
+  (at least ``valid_day_minutes`` worn minutes, 10 h by default). Recomputed whenever a heart
+  delivery for the day is merged, so a re-delivered day replaces its row.
 """
 
 from __future__ import annotations
@@ -12,6 +16,32 @@ from .sql import Names, ident
 
 CROSS_FILE_RULES = ("activities_incomplete", "heart_missing_while_active")
 WINNERS = ident("_fitbit_winners")
+
+
+def derived_statements(names: Names, run_id: str, valid_day_minutes: int) -> list[tuple[str, list[object]]]:
+    return cross_file_statements(names, run_id) + wear_statements(names, run_id, valid_day_minutes)
+
+
+def wear_statements(names: Names, run_id: str, valid_day_minutes: int) -> list[tuple[str, list[object]]]:
+    wear = names.q("daily_wear")
+    minute = "date_trunc('minute', i.ts)"
+    return [
+        (
+            f"DELETE FROM {wear} WHERE EXISTS (SELECT 1 FROM {WINNERS} w WHERE w.activity = 'heart' "
+            f"AND w.participant_id = {wear}.participant_id AND w.date = {wear}.date)",
+            [],
+        ),
+        (
+            f"INSERT INTO {wear} "
+            "(participant_id, date, wear_minutes, hours_with_data, heart_samples, valid_day, run_id) "
+            f"SELECT w.participant_id, w.date, COUNT(DISTINCT {minute}), COUNT(DISTINCT EXTRACT(HOUR FROM i.ts)), "
+            f"COUNT(i.ts), COUNT(DISTINCT {minute}) >= ?, ? "
+            f"FROM {WINNERS} w LEFT JOIN {names.q('intraday_heart')} i "
+            "ON i.participant_id = w.participant_id AND i.date = w.date "
+            "WHERE w.activity = 'heart' GROUP BY w.participant_id, w.date",
+            [valid_day_minutes, run_id],
+        ),
+    ]
 
 
 def cross_file_statements(names: Names, run_id: str) -> list[tuple[str, list[object]]]:
