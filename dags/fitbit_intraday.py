@@ -1,4 +1,4 @@
-"""Weekly Fitbit intraday load: detect -> six activities in parallel -> stage + gate -> merge -> stats -> notify.
+"""Weekly Fitbit intraday load: detect, 6 activities in parallel, stage + gate, merge, stats, report, notify.
 
 A thin shell over :mod:`fitbit_pipeline.orchestration`; configuration comes from the worker's
 environment (see the README), connections ``aws_default`` (Glue mode) and ``redshift_default``.
@@ -86,9 +86,13 @@ def fitbit_intraday() -> None:
         ]
         return orch.record_statistics(plan["run_id"], rows, failed)
 
+    @task(retries=1)
+    def compliance_report(summary: dict[str, Any]) -> dict[str, Any]:
+        return orch.compliance_report(summary["run_id"])
+
     @task(retries=0)
-    def notify(summary: dict[str, Any]) -> dict[str, str]:
-        sent = orch.notify_summary(summary)
+    def notify(summary: dict[str, Any], report: dict[str, Any]) -> dict[str, str]:
+        sent = orch.notify_summary(summary, report.get("report"))
         if summary["status"] != "succeeded":
             raise AirflowFailException(summary["message"] or summary["status"])
         return sent
@@ -103,7 +107,8 @@ def fitbit_intraday() -> None:
     gate = load_staging_and_gate(plan)
     activities >> gate
     rows = merge_production(plan, gate)
-    notify(statistics(plan, rows))
+    stats = statistics(plan, rows)
+    notify(stats, compliance_report(stats))
 
 
 def _glue_task(activity: str, plan: Any) -> Any:

@@ -79,6 +79,7 @@ def test_dagbag_imports_cleanly_with_the_expected_shape() -> None:
         "load_staging_and_gate",
         "merge_production",
         "statistics",
+        "compliance_report",
         "notify",
     }
     for b in branches:  # six parallel branches: each depends only on the detection
@@ -89,7 +90,8 @@ def test_dagbag_imports_cleanly_with_the_expected_shape() -> None:
     assert tasks["load_staging_and_gate"].trigger_rule == "all_done_min_one_success"
     assert "load_staging_and_gate" in tasks["merge_production"].upstream_task_ids
     assert tasks["statistics"].upstream_task_ids >= {"merge_production"}
-    assert tasks["notify"].upstream_task_ids == {"statistics"}
+    assert tasks["compliance_report"].upstream_task_ids == {"statistics"}
+    assert tasks["notify"].upstream_task_ids == {"statistics", "compliance_report"}
     assert all(t.on_failure_callback for t in dag.tasks)
 
 
@@ -154,6 +156,8 @@ def test_dag_runs_end_to_end_into_duckdb_then_short_circuits(airflow_home, tmp_p
     per_activity = con.execute("SELECT COUNT(*) FROM rural.pipeline_runs WHERE activity <> 'ALL'").fetchall()[0][0]
     con.close()
     assert (status, loaded, per_activity) == ("succeeded", 24, 6)
+    reports = list((tmp_path / "lake" / "reports").glob("compliance-*.html"))
+    assert len(reports) == 1 and "Fitbit compliance report" in reports[0].read_text()
     again = dags_test(airflow_home, cfg)
     assert again.returncode == 0
     con = duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True)

@@ -323,6 +323,55 @@ def validate(
         console.print("[green]No rule was broken.[/green]")
 
 
+@app.command()
+def report(
+    out: Annotated[str, typer.Option("--out", help="HTML file (or s3:// URI) to write")] = "fitbit-report.html",
+    start: Annotated[str | None, typer.Option("--from", help="First day, YYYY-MM-DD (default: 7 days to --to)")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="Last day, YYYY-MM-DD (default: latest data)")] = None,
+    warehouse: WarehouseOpt = None,
+    schema: SchemaOpt = None,
+    notify: Annotated[bool, typer.Option(help="Alert the notification channels about silent participants")] = True,
+) -> None:
+    """Write the compliance report: wear heat map, valid days, silent participants, rejects, runs."""
+    from . import report as reporting
+    from .warehouse import open_warehouse
+
+    s = _settings(None, None, warehouse, schema)
+    with open_warehouse(s.warehouse_target(), s.redshift_schema) as wh:
+        wh.ensure_schema()
+        last = dt.date.fromisoformat(end) if end else reporting.latest_data_day(wh)
+        if last is None:
+            err.print("The warehouse holds no data yet: run `fitbit-pipeline run` first.")
+            raise typer.Exit(1)
+        first = dt.date.fromisoformat(start) if start else last - dt.timedelta(days=6)
+        zones = s.zone_map()
+        note = (
+            None
+            if not zones.empty
+            else (
+                "UTC timestamps are empty: no participant time-zone mapping is configured "
+                "(FITBIT_TIMEZONES_CSV, FITBIT_DEFAULT_TIMEZONE)."
+            )
+        )
+        data = reporting.build(
+            wh,
+            first,
+            last,
+            rules=reporting.SilentRules(s.fitbit_silent_after_days, s.fitbit_wear_drop_ratio),
+            utc_note=note,
+        )
+    reporting.write(data, out)
+    console.print(f"Wrote {out}: {len(data.participants)} participants, {first} to {last}")
+    if data.silent:
+        console.print(
+            f"[yellow]{len(data.silent)} participant(s) to contact:[/yellow] "
+            + ", ".join(escape(p.participant_id) for p in data.silent)
+        )
+        alert = reporting.silent_alert(data)
+        if notify and alert:
+            Notifier(s.notify_config()).send(alert)
+
+
 @app.command("sample-data")
 def sample_data(
     out: Annotated[str, typer.Argument(help="Folder to write into")],

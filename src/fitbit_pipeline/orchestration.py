@@ -7,7 +7,9 @@ secret travels through task arguments or the UI.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import posixpath
 from typing import Any
 
 from . import pipeline
@@ -98,9 +100,34 @@ def record_statistics(
     return summary.as_dict()
 
 
-def notify_summary(summary: dict[str, Any], settings: Settings | None = None) -> dict[str, str]:
+def compliance_report(run_id: str, settings: Settings | None = None) -> dict[str, Any]:
+    """Write the compliance report of the last 7 data days to ``<lake>/reports/``; alert on silent participants."""
+    from . import report as reporting
+
     s = settings or Settings()
-    return Notifier(s.notify_config()).send(run_notification(summary))
+    with _warehouse(s) as wh:
+        last = reporting.latest_data_day(wh)
+        if last is None:
+            return {"report": None, "silent": 0}
+        data = reporting.build(
+            wh,
+            last - dt.timedelta(days=6),
+            last,
+            rules=reporting.SilentRules(s.fitbit_silent_after_days, s.fitbit_wear_drop_ratio),
+            utc_note=None if not s.zone_map().empty else "UTC timestamps are empty: no time-zone mapping configured.",
+        )
+    uri = reporting.write(data, posixpath.join(s.lake_uri(), "reports", f"compliance-{run_id}.html"))
+    alert = reporting.silent_alert(data)
+    if alert:
+        Notifier(s.notify_config()).send(alert)
+    return {"report": uri, "silent": len(data.silent)}
+
+
+def notify_summary(
+    summary: dict[str, Any], report_uri: str | None = None, settings: Settings | None = None
+) -> dict[str, str]:
+    s = settings or Settings()
+    return Notifier(s.notify_config()).send(run_notification(summary, report_url=report_uri))
 
 
 def notify_failure(

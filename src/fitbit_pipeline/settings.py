@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -10,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from .gate import GateLimits
 from .limits import DEFAULT_LIMITS, Limits
 from .notify import NotifyConfig
+from .timezones import ZoneMap, check_zone
 
 
 class Settings(BaseSettings):
@@ -34,6 +36,17 @@ class Settings(BaseSettings):
     fitbit_lake: str = Field("data/lake", description="lake folder or URI")
     fitbit_warehouse: str = Field("data/warehouse.duckdb", description="DuckDB file of the warehouse")
     fitbit_workers: int = Field(0, description="transform processes; 0 = one per core")
+    fitbit_engine: Literal["local", "spark"] = Field(
+        "local", description="transform engine: local (process pool) or spark (local[*] or the running session)"
+    )
+
+    # AWS Glue jobs (`fitbit-pipeline glue deploy`).
+    fitbit_glue_role_arn: str | None = Field(None, description="IAM role the Glue jobs run as")
+    fitbit_glue_worker_type: str = Field("G.1X", description="Glue worker type (G.1X: 4 vCPU, 16 GB)")
+    fitbit_glue_workers: int = Field(5, ge=2, description="Glue workers per job (one is the driver)")
+    fitbit_glue_python_modules: str = Field(
+        "s3fs", description="pip requirements installed next to the package wheel (comma-separated)"
+    )
 
     # Validation thresholds (see docs/validation.md) and the gate before the production merge.
     fitbit_ranges: dict[str, tuple[float, float]] = Field(
@@ -45,6 +58,17 @@ class Settings(BaseSettings):
     fitbit_gate_max_reject_rate: float = Field(0.05, ge=0, le=1, description="rows rejected / read, per activity")
     fitbit_gate_max_file_failure_rate: float = Field(0.20, ge=0, le=1, description="files rejected / processed")
     fitbit_gate_min_files: int = Field(10, ge=0, description="files needed before a file rate can stop a run")
+
+    # Time zones of participants (issue: local timestamps carry no offset).
+    fitbit_timezones_csv: str | None = Field(
+        None, description="CSV participant_id,timezone,valid_from,valid_to (IANA zones)"
+    )
+    fitbit_default_timezone: str | None = Field(None, description="IANA zone for participants not in the CSV")
+    # Silent participants in the report and its alert.
+    fitbit_silent_after_days: int = Field(3, ge=1, description="days without heart-rate data before an alert")
+    fitbit_wear_drop_ratio: float = Field(
+        0.5, gt=0, le=1, description="alert when the last 7 days' wear falls below this share of the 14 before"
+    )
 
     # Wear time: a valid day has at least this many hours with heart-rate data.
     fitbit_valid_day_hours: float = Field(10.0, ge=0, le=24, description="hours of heart-rate data for a valid day")
@@ -79,6 +103,13 @@ class Settings(BaseSettings):
 
     def valid_day_minutes(self) -> int:
         return round(self.fitbit_valid_day_hours * 60)
+
+    def zone_map(self) -> ZoneMap:
+        if self.fitbit_timezones_csv:
+            return ZoneMap.from_csv(self.fitbit_timezones_csv, self.fitbit_default_timezone or None)
+        if self.fitbit_default_timezone:
+            check_zone(self.fitbit_default_timezone)
+        return ZoneMap(default=self.fitbit_default_timezone or None)
 
     def limits(self) -> Limits:
         return DEFAULT_LIMITS.with_overrides(self.fitbit_ranges, self.fitbit_tolerances)
