@@ -8,6 +8,7 @@ exports, read in place, never extracted to disk), gives each a stable identity (
 from __future__ import annotations
 
 import datetime as dt
+import os
 import posixpath
 import zipfile
 from collections.abc import Iterator
@@ -27,7 +28,7 @@ class SourceDoc:
     """One JSON document to parse: a loose file or a zip member."""
 
     source_file: str  # unique identity: the object URI, plus ``!member`` for zip members
-    object_path: str  # the object in the filesystem (the file or the archive)
+    object_path: str  # URI of the object that holds the bytes (the file or the archive)
     member: str | None
     logical_path: str  # path below the source root (or the member name) used to match layouts
     size: int
@@ -47,8 +48,33 @@ class Listing:
     bytes: int
 
 
+def storage_options(uri: str) -> dict[str, Any]:
+    """Options for object stores: the standard AWS credential chain (never our own config), the
+    region (``AWS_REGION``), an endpoint override for S3-compatible stores (``AWS_ENDPOINT_URL``),
+    and bounded retries with exponential backoff and jitter (botocore's adaptive mode) for
+    throttling (503 SlowDown), 500s, connection resets and timeouts."""
+    if not uri.startswith(("s3://", "s3a://")):
+        return {}
+    opts: dict[str, Any] = {
+        "config_kwargs": {
+            "retries": {"max_attempts": int(os.environ.get("FITBIT_S3_MAX_ATTEMPTS", "8")), "mode": "adaptive"},
+            "connect_timeout": 10,
+            "read_timeout": 60,
+        },
+        "use_listings_cache": False,  # a run must see what is in the bucket now
+    }
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        opts["endpoint_url"] = endpoint
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        opts["client_kwargs"] = {"region_name": region}
+    return opts
+
+
 def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    fs, root = fsspec.core.url_to_fs(uri)
+    """The fsspec filesystem of ``uri`` (local, ``s3://``, ...) and the path within it."""
+    fs, root = fsspec.core.url_to_fs(uri, **storage_options(uri))
     return fs, root
 
 
@@ -98,7 +124,7 @@ def _zip_docs(fs: fsspec.AbstractFileSystem, path: str, info: dict[str, Any]) ->
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
         yield SourceDoc(
             uri,
-            path,
+            uri,
             None,
             posixpath.basename(path),
             int(info.get("size") or 0),
@@ -116,7 +142,7 @@ def _zip_docs(fs: fsspec.AbstractFileSystem, path: str, info: dict[str, Any]) ->
             error = f"compression ratio above {MAX_COMPRESSION_RATIO} (zip bomb guard)"
         yield SourceDoc(
             source_file=source_file,
-            object_path=path,
+            object_path=uri,
             member=m.filename,
             logical_path=m.filename,
             size=m.file_size,
@@ -147,7 +173,7 @@ def list_documents(uri: str) -> Listing:
         docs.append(
             SourceDoc(
                 uri_path,
-                path,
+                uri_path,
                 None,
                 rel,
                 int(info.get("size") or 0),
@@ -170,12 +196,13 @@ class Reader:
         self.bytes_read = 0
 
     def read(self, doc: SourceDoc) -> bytes:
+        path = self.fs._strip_protocol(doc.object_path)
         if doc.member is None:
-            data = self.fs.cat_file(doc.object_path)
+            data = self.fs.cat_file(path)
         else:
             if self._archive != doc.object_path:
                 self.close()
-                self._handle = self.fs.open(doc.object_path, "rb")
+                self._handle = self.fs.open(path, "rb")
                 self._zip = zipfile.ZipFile(self._handle)
                 self._archive = doc.object_path
             assert self._zip is not None

@@ -1,0 +1,179 @@
+"""S3 in and out against a real HTTP S3 endpoint (moto server), with faults injected by a proxy."""
+
+from __future__ import annotations
+
+import io
+import uuid
+import zipfile
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from fitbit_pipeline import pipeline
+from fitbit_pipeline.sample_data import generate
+
+from .s3_support import FaultProxy, free_port
+
+boto3 = pytest.importorskip("boto3")
+moto_server = pytest.importorskip("moto.server")
+s3fs = pytest.importorskip("s3fs")
+
+MDH = ("RK.5B1C2F9A.RURAL Study_20240304-20240306.zip", "RK.5B1C2F9A.RURAL Study_20240306-20240308.zip")
+
+
+@pytest.fixture(scope="module")
+def moto_port():
+    port = free_port()
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield port
+    server.stop()
+
+
+@pytest.fixture
+def s3(moto_port, monkeypatch, tmp_path):
+    """Fresh buckets on the endpoint; the pipeline reaches it through the standard AWS settings."""
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}",
+        "FITBIT_S3_MAX_ATTEMPTS": "10",
+    }.items():
+        monkeypatch.setenv(k, v)
+    suffix = uuid.uuid4().hex[:8]
+    raw, lake = f"raw-{suffix}", f"lake-{suffix}"
+    client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{moto_port}", region_name="us-east-1")
+    client.create_bucket(Bucket=raw)
+    client.create_bucket(Bucket=lake)
+
+    class S3:
+        source = f"s3://{raw}/exports"
+        lake_uri = f"s3://{lake}/fitbit"
+        warehouse = str(tmp_path / "wh.duckdb")
+
+        def put(self, key: str, data: bytes) -> None:
+            client.put_object(Bucket=raw, Key=f"exports/{key}", Body=data)
+
+        def put_tree(self, root: Path) -> int:
+            n = 0
+            for f in sorted(root.rglob("*")):
+                if f.is_file():
+                    self.put(str(f.relative_to(root)), f.read_bytes())
+                    n += 1
+            return n
+
+        def lake_keys(self, prefix: str) -> list[str]:
+            pages = client.get_paginator("list_objects_v2").paginate(Bucket=lake, Prefix=f"fitbit/{prefix}")
+            return [o["Key"] for p in pages for o in p.get("Contents", [])]
+
+        def run(self, **kw) -> pipeline.RunSummary:
+            kw.setdefault("workers", 1)
+            return pipeline.run(self.source, self.lake_uri, self.warehouse, "rural", **kw)
+
+        def sql(self, q: str, params: list | None = None) -> list[tuple]:
+            import duckdb
+
+            con = duckdb.connect(self.warehouse, read_only=True)
+            try:
+                return con.execute(q, params or []).fetchall()
+            finally:
+                con.close()
+
+    return S3()
+
+
+def test_s3_to_s3_lake_to_duckdb_end_to_end(s3, tmp_path, fixtures_dir, expected) -> None:
+    truth = generate(tmp_path / "gen", participants=2, days=2, seed=31)
+    s3.put_tree(tmp_path / "gen")
+    for name in MDH:
+        s3.put(f"mydatahelps/{name}", (fixtures_dir / "layouts" / "mydatahelps" / name).read_bytes())
+    first = s3.run(workers=2)
+    assert first.status == "succeeded", first.message
+    assert first.totals["files_found"] == 24 + 72 and first.totals["files_rejected"] == 0
+    assert first.objects == 24 + 2 and first.bytes_read > 0
+    winners = [
+        v
+        for k, v in expected.items()
+        if "mydatahelps" in k and v["activity"] == "steps" and not (MDH[0] in k and v["date"] == "2024-03-06")
+    ]
+    want = truth.total_rows("steps") + sum(v["intraday_rows"] for v in winners)
+    assert s3.sql("SELECT COUNT(*) FROM rural.intraday_steps") == [(want,)]
+    # the overlapping day comes from the newer export, complete, once
+    assert s3.sql(
+        "SELECT COUNT(*), COUNT(DISTINCT ts) FROM rural.intraday_steps "
+        "WHERE participant_id = 'MDH-4950-2492' AND date = DATE '2024-03-06'"
+    ) == [(1440, 1440)]
+    # the lake is in the destination bucket: staging of the run and production partitions
+    assert s3.lake_keys(f"staging/run_id={first.run_id}/intraday_heart/")
+    prod = s3.lake_keys("production/intraday_steps/")
+    assert prod and all(k.endswith(".parquet") and "/date=" in k for k in prod)
+    fs = s3fs.S3FileSystem()
+    lake_rows = sum(pq.ParquetFile(fs.open(f"{s3.lake_uri[5:].split('/')[0]}/{k}")).metadata.num_rows for k in prod)
+    assert lake_rows == s3.sql("SELECT COUNT(*) FROM rural.intraday_steps")[0][0]
+    assert not s3.lake_keys("production/_tmp")  # nothing half-written left behind
+    assert s3.run().status == "nothing-new"
+
+
+def test_changed_etag_is_reprocessed_and_unchanged_is_not(s3, tmp_path) -> None:
+    truth = generate(tmp_path / "gen", participants=1, days=2, seed=5)
+    s3.put_tree(tmp_path / "gen")
+    s3.run()
+    pid = truth.days[0].participant_id
+    day = min(d.date for d in truth.days).isoformat()
+    path = tmp_path / "gen" / pid / day / "steps.json"
+    s3.put(f"{pid}/{day}/steps.json", path.read_bytes().replace(b'"value":0', b'"value":1', 3))
+    again = s3.run()
+    assert again.totals["files_changed"] == 1 and again.totals["files_unchanged"] == 11
+    assert s3.sql("SELECT COUNT(*) FROM rural.pipeline_files WHERE run_id = ?", [again.run_id]) == [(1,)]
+    assert (
+        s3.sql("SELECT SUM(value) FROM rural.intraday_steps WHERE date = ?", [min(d.date for d in truth.days)])[0][0]
+        == int(next(d.daily_value for d in truth.days if d.activity == "steps" and d.date.isoformat() == day)) + 3
+    )
+
+
+def test_faults_on_the_wire_still_load_every_object_exactly_once(s3, tmp_path, moto_port, monkeypatch) -> None:
+    truth = generate(tmp_path / "gen", participants=2, days=2, seed=8)
+    s3.put_tree(tmp_path / "gen")
+    with FaultProxy(moto_port, slowdown_every=5, reset_every=7) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{proxy.port}")
+        s = s3.run(workers=2)
+    assert proxy.faults["slowdown"] > 0 and proxy.faults["reset"] > 0
+    assert s.status == "succeeded" and s.totals["files_loaded"] == 24 and s.totals["files_rejected"] == 0
+    for a in ("heart", "steps", "calories"):
+        n, distinct = s3.sql(f"SELECT COUNT(*), COUNT(DISTINCT (participant_id, ts)) FROM rural.intraday_{a}")[0]
+        assert n == distinct == truth.total_rows(a)
+    assert s3.sql("SELECT COUNT(*) FROM rural.pipeline_files WHERE status = 'loaded'") == [(24,)]
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def test_zip_slip_bomb_and_truncated_archives_are_rejected_while_the_rest_loads(s3, tmp_path) -> None:
+    truth = generate(tmp_path / "good", participants=1, days=1, layout="mydatahelps", seed=3)
+    good = truth.files[0]
+    s3.put(good.name, good.read_bytes())
+    member = "fitbit_intraday_activities_steps/MDH-1-1/activities_steps_date_2024-03-04_1d_1min.json"
+    doc = zipfile.ZipFile(good).read(next(n for n in zipfile.ZipFile(good).namelist() if "steps" in n))
+    s3.put("RK.AAAA0001.Evil_20240301-20240302.zip", _zip({"../../etc/" + member: doc, member: doc}))
+    s3.put(
+        "RK.AAAA0002.Bomb_20240301-20240302.zip",
+        _zip({member: doc, member.replace("steps", "floors"): b"0" * (50 << 20)}),
+    )
+    whole = _zip({member: doc})
+    s3.put("RK.AAAA0003.Cut_20240301-20240302.zip", whole[: len(whole) // 2])
+    s = s3.run()
+    assert s.status == "succeeded"
+    rejected = dict(s3.sql("SELECT source_file, reason FROM rural.pipeline_files WHERE status = 'rejected'"))
+    reasons = " | ".join(rejected.values())
+    assert "escapes the archive" in reasons and "zip bomb" in reasons and "unreadable zip archive" in reasons
+    assert len(rejected) == 3
+    assert not any("etc" in k for k in s3.lake_keys(""))  # nothing written from the member name
+    loaded = s3.sql("SELECT COUNT(*) FROM rural.pipeline_files WHERE status = 'loaded'")[0][0]
+    assert loaded == 6 + 1 + 1  # the good export, and the good member next to each bad one
