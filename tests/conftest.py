@@ -1,19 +1,37 @@
-"""Shared test helpers: real files, real DuckDB warehouses, the shared reference fixtures."""
+"""Shared test helpers: real files, real warehouses (DuckDB files, a real PostgreSQL server), the shared fixtures.
+
+PostgreSQL: ``FITBIT_TEST_POSTGRES_URL`` (a server whose user may create databases), or else a
+throw-away server started for the session from ``/usr/lib/postgresql/*/bin`` (``initdb`` into a
+temporary folder, 127.0.0.1, a free port, fsync off; through ``runuser -u postgres`` when root).
+Without binaries the PostgreSQL tests are skipped with the reason, except in CI (``CI=true``),
+where they fail.
+"""
 
 from __future__ import annotations
 
+import glob
 import json
+import os
 import pathlib
-from collections.abc import Callable
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 import duckdb
 import pytest
 
 from fitbit_pipeline import pipeline
+from fitbit_pipeline.sql import placeholders
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures"
+WAREHOUSES = ("duckdb", "postgres")
 
 
 def _fixtures() -> pathlib.Path:
@@ -32,13 +50,160 @@ def expected() -> dict[str, dict]:
     return json.loads((_fixtures() / "expected.json").read_text())
 
 
+# ---- PostgreSQL ----------------------------------------------------------------------------------
+
+
+def unavailable(reason: str) -> None:
+    """Skip with ``reason`` locally; fail in CI, where every warehouse must be tested."""
+    if os.environ.get("CI", "").strip().lower() in ("true", "1", "yes"):
+        pytest.fail(f"{reason} (CI=true: not skipping)", pytrace=False)
+    pytest.skip(reason)
+
+
+def postgres_bindir() -> pathlib.Path | None:
+    """PostgreSQL server binaries: ``FITBIT_TEST_PG_BINDIR``, else the newest /usr/lib/postgresql/*/bin, else PATH."""
+    if os.environ.get("FITBIT_TEST_PG_BINDIR"):
+        candidates = [pathlib.Path(os.environ["FITBIT_TEST_PG_BINDIR"])]
+    else:
+        found = glob.glob("/usr/lib/postgresql/*/bin/initdb")
+        found.sort(key=lambda p: [int(x) for x in re.findall(r"\d+", p.split("/")[-3])])
+        candidates = [pathlib.Path(p).parent for p in reversed(found)]
+        if shutil.which("initdb"):
+            candidates.append(pathlib.Path(shutil.which("initdb")).parent)  # type: ignore[arg-type]
+    return next((d for d in candidates if (d / "initdb").exists() and (d / "pg_ctl").exists()), None)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PostgresServer:
+    """A throw-away PostgreSQL cluster in a temporary folder (trust auth, 127.0.0.1 only)."""
+
+    def __init__(self, bindir: pathlib.Path) -> None:
+        self.bindir = bindir
+        self.root = pathlib.Path(tempfile.mkdtemp(prefix="fitbit-pg-"))
+        self.data = self.root / "data"
+        self.port = 0
+        self.as_user: list[str] = []
+
+    def _run(self, *args: str) -> None:
+        proc = subprocess.run([*self.as_user, *args], capture_output=True, text=True, timeout=120)
+        if proc.returncode:
+            log = (self.root / "log").read_text() if (self.root / "log").exists() else ""
+            raise RuntimeError(f"{pathlib.Path(args[0]).name} failed: {proc.stderr.strip()} {log[-2000:]}")
+
+    def start(self) -> str:
+        if os.geteuid() == 0:  # initdb and postgres refuse to run as root
+            if not shutil.which("runuser"):
+                raise RuntimeError("running as root without runuser: cannot start PostgreSQL as user postgres")
+            try:
+                shutil.chown(self.root, "postgres")
+            except LookupError:
+                raise RuntimeError("running as root and there is no user postgres to run the server") from None
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        self._run(
+            str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
+            "--locale=C.UTF-8", "--no-sync",
+        )  # fmt: skip
+        for attempt in range(3):
+            self.port = _free_port()
+            options = (
+                f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.root} "
+                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=60"
+            )
+            try:
+                self._run(
+                    str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"), "-w", "-t", "60",
+                    "-o", options, "start",
+                )  # fmt: skip
+                return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+            except RuntimeError:
+                if attempt == 2:  # the port was taken in between, or a real failure
+                    raise
+        raise AssertionError("unreachable")
+
+    def stop(self) -> None:
+        try:
+            self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """The URL of a PostgreSQL server for the session (started here unless given)."""
+    url = os.environ.get("FITBIT_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        unavailable("psycopg is not installed (pip install -e '.[postgres]')")
+    bindir = postgres_bindir()
+    if bindir is None:
+        unavailable(
+            "PostgreSQL server binaries (initdb, pg_ctl) not found in FITBIT_TEST_PG_BINDIR, "
+            "/usr/lib/postgresql/*/bin or on PATH: install postgresql or set FITBIT_TEST_POSTGRES_URL"
+        )
+    server = PostgresServer(bindir)  # type: ignore[arg-type]
+    try:
+        url = server.start()
+    except RuntimeError as exc:
+        server.stop()
+        unavailable(f"could not start PostgreSQL from {bindir}: {exc}")
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
+
+
+@pytest.fixture
+def postgres_db(postgres_server: str) -> Iterator[Callable[[], str]]:
+    """A factory of fresh databases on the session's server (dropped afterwards); returns their URLs."""
+    import psycopg
+
+    created: list[str] = []
+
+    def make() -> str:
+        name = f"fitbit_test_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(postgres_server, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        created.append(name)
+        return with_database(postgres_server, name)
+
+    yield make
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        for name in created:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# ---- test environments ------------------------------------------------------------------------
+
+
 @dataclass
 class Env:
+    """A source folder, a lake and a warehouse (a DuckDB file, or a PostgreSQL database when ``postgres_url``)."""
+
     root: pathlib.Path
+    postgres_url: str | None = None
+    source_dir: pathlib.Path | None = None  # default: <root>/source
+
+    @property
+    def kind(self) -> str:
+        return "postgres" if self.postgres_url else "duckdb"
 
     @property
     def source(self) -> pathlib.Path:
-        return self.root / "source"
+        return self.source_dir or self.root / "source"
 
     @property
     def lake(self) -> pathlib.Path:
@@ -48,28 +213,74 @@ class Env:
     def warehouse(self) -> pathlib.Path:
         return self.root / "warehouse.duckdb"
 
-    def run(self, **kwargs) -> pipeline.RunSummary:
+    @property
+    def target(self) -> str:
+        return self.postgres_url or str(self.warehouse)
+
+    def run(self, schema: str = "rural", **kwargs) -> pipeline.RunSummary:
         kwargs.setdefault("workers", 1)
-        return pipeline.run(str(self.source), str(self.lake), str(self.warehouse), "rural", **kwargs)
+        return pipeline.run(str(self.source), str(self.lake), self.target, schema, **kwargs)
 
     def sql(self, query: str, params: list | None = None) -> list[tuple]:
+        """Rows of ``query`` (``?`` placeholders) from whichever warehouse this is."""
+        if self.postgres_url:
+            import psycopg
+
+            with psycopg.connect(self.postgres_url) as con:
+                return con.execute(placeholders(query, "%s"), params or []).fetchall()
         con = duckdb.connect(str(self.warehouse), read_only=True)
         try:
             return con.execute(query, params or []).fetchall()
         finally:
             con.close()
 
+    def execute(self, statement: str, params: list | None = None) -> None:
+        """Change the warehouse behind the pipeline's back (to set up a scenario)."""
+        if self.postgres_url:
+            import psycopg
+
+            with psycopg.connect(self.postgres_url, autocommit=True) as con:
+                con.execute(placeholders(statement, "%s"), params or [])
+            return
+        con = duckdb.connect(str(self.warehouse))
+        try:
+            con.execute(statement, params or [])
+        finally:
+            con.close()
+
+    def rows(self, table: str, *, exclude: tuple[str, ...] = (), schema: str = "rural") -> list[tuple]:
+        """Every row of ``table`` (minus ``exclude`` columns) in one order on every engine (byte order for text)."""
+        import pyarrow as pa
+
+        from fitbit_pipeline import schema as model
+        from fitbit_pipeline.sql import Names, ident
+
+        fields = [f for f in model.BY_NAME[table].schema if f.name not in exclude]
+        collate = ' COLLATE "C"' if self.postgres_url else ""
+        order = ", ".join(ident(f.name) + (collate if pa.types.is_string(f.type) else "") for f in fields)
+        cols = ", ".join(ident(f.name) for f in fields)
+        return self.sql(f"SELECT {cols} FROM {Names(schema).q(table)} ORDER BY {order}")
+
 
 @pytest.fixture
-def env(tmp_path: pathlib.Path) -> Env:
+def warehouse_kind() -> str:
+    """Which warehouse ``env``/``make_env`` use; a test module parametrises it over ``WAREHOUSES``."""
+    return "duckdb"
+
+
+@pytest.fixture
+def env(tmp_path: pathlib.Path, warehouse_kind: str, request: pytest.FixtureRequest) -> Env:
     (tmp_path / "source").mkdir()
-    return Env(tmp_path)
+    url = request.getfixturevalue("postgres_db")() if warehouse_kind == "postgres" else None
+    return Env(tmp_path, url)
 
 
 @pytest.fixture
-def make_env(tmp_path: pathlib.Path) -> Callable[[str], Env]:
-    def make(name: str) -> Env:
-        e = Env(tmp_path / name)
+def make_env(tmp_path: pathlib.Path, warehouse_kind: str, request: pytest.FixtureRequest) -> Callable[..., Env]:
+    def make(name: str, kind: str | None = None) -> Env:
+        kind = kind or warehouse_kind
+        url = request.getfixturevalue("postgres_db")() if kind == "postgres" else None
+        e = Env(tmp_path / name, url)
         e.source.mkdir(parents=True)
         return e
 

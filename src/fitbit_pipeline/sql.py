@@ -58,6 +58,8 @@ def sql_type(t: pa.DataType, dialect: Dialect = "duckdb", column: str = "") -> s
         return "BIGINT"
     if pa.types.is_float64(t):
         return "DOUBLE PRECISION"
+    if pa.types.is_boolean(t):
+        return "BOOLEAN"
     raise TypeError(f"no SQL type for {t}")
 
 
@@ -119,7 +121,7 @@ def _key_columns(table: Table) -> tuple[str, ...]:
     """The production key a table is read and replaced by (index / sort key)."""
     if table.kind == "intraday":
         return ("participant_id", "date", "ts")
-    if table.data:
+    if table.data or table.kind == "wear":
         return ("participant_id", "date")
     if table.kind == "deliveries":
         return ("participant_id", "activity", "date")
@@ -145,36 +147,33 @@ class Names:
             for f in table.schema
         )
         name = table.staging_name if staging else table.name
-        return f"CREATE TABLE IF NOT EXISTS {self.q(name)} ({cols})" + self.table_attributes(table)
+        unlogged = "UNLOGGED " if staging and self.dialect == "postgres" else ""  # reloaded every run: skip the WAL
+        return f"CREATE {unlogged}TABLE IF NOT EXISTS {self.q(name)} ({cols})" + self.table_attributes(table)
 
     def table_attributes(self, table: Table) -> str:
         """Redshift: rows of a participant on one slice, sorted by participant and time."""
-        if self.dialect != "redshift" or not (table.data or table.kind == "deliveries"):
+        if self.dialect != "redshift" or not _key_columns(table):
             return ""
         sort = ("participant_id", "ts") if table.kind == "intraday" else ("participant_id", "date")
         return (
             f" DISTSTYLE KEY DISTKEY({ident('participant_id')}) COMPOUND SORTKEY({', '.join(ident(c) for c in sort)})"
         )
 
-    def create_indexes(self, table: Table) -> list[str]:
-        """PostgreSQL: indexes on the production keys (and the ledger's file id) of ``table``."""
+    def create_indexes(self, table: Table) -> dict[str, str]:
+        """PostgreSQL: index name -> DDL, on the production keys (and file / run ids) of ``table``."""
         if self.dialect != "postgres":
-            return []
+            return {}
         keys = [_key_columns(table)]
         if table.kind in ("files", "rejects", "findings"):
             keys.append(("source_file",))
         if table.kind in ("files", "runs"):
             keys.append(("run_id",))
-        return [
-            f"CREATE INDEX IF NOT EXISTS {ident(self.index_name(table, cols))} ON {self.q(table.name)} "
-            f"({', '.join(ident(c) for c in cols)})"
-            for cols in keys
-            if cols
-        ]
-
-    @staticmethod
-    def index_name(table: Table, cols: tuple[str, ...]) -> str:
-        return f"{table.name}__{'_'.join(cols)}_idx"
+        out = {}
+        for cols in filter(None, keys):
+            name = f"{table.name}__{'_'.join(cols)}_idx"
+            columns = ", ".join(ident(c) for c in cols)
+            out[name] = f"CREATE INDEX IF NOT EXISTS {ident(name)} ON {self.q(table.name)} ({columns})"
+        return out
 
     def merge_lock(self) -> list[tuple[str, list[object]]]:
         """Statements that serialise merges into this schema, first in the merge transaction."""

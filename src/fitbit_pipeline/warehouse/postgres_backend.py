@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import pyarrow as pa
 import pyarrow.csv as pcsv
@@ -55,7 +55,8 @@ def mask_url(url: str) -> str:
         netloc = netloc.rsplit("@", 1)[1]
         netloc = f"{parts.username or ''}:***@{netloc}"
     query = urlencode(
-        [(k, "***" if k.lower() in _SECRET_KEYS else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+        [(k, "***" if k.lower() in _SECRET_KEYS else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)],
+        safe="*",
     )
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
@@ -73,9 +74,7 @@ def rows_to_arrow(description: Sequence[Any] | None, rows: Sequence[Sequence[Any
     if not description:
         return pa.table({})
     names = [d[0] for d in description]
-    arrays = [
-        pa.array([r[i] for r in rows], type=OID_TYPES.get(int(d[1]))) for i, d in enumerate(description)
-    ]
+    arrays = [pa.array([r[i] for r in rows], type=OID_TYPES.get(int(d[1]))) for i, d in enumerate(description)]
     return pa.Table.from_arrays(arrays, names=names)
 
 
@@ -107,9 +106,9 @@ class PostgresWarehouse(Warehouse):
         try:
             self.con = psycopg.connect(url, autocommit=True, application_name="fitbit-pipeline")
         except psycopg.Error as exc:
-            raise RuntimeError(
-                f"cannot connect to the PostgreSQL warehouse {self.url}: {scrub(str(exc), urlsplit(url).password)}"
-            ) from None
+            password = urlsplit(url).password
+            message = scrub(str(exc), password, unquote(password) if password else None)
+            raise RuntimeError(f"cannot connect to the PostgreSQL warehouse {self.url}: {message}") from None
         self._lock_key = lock_key(schema_name)
         self._holds_schema = False
 
@@ -138,23 +137,18 @@ class PostgresWarehouse(Warehouse):
 
     def load_table(self, table_name: str, parts: Sequence[str]) -> None:
         """Stream the Parquet parts as CSV record batches into one ``COPY ... FROM STDIN``."""
-        columns: list[str] | None = None
-        with self.con.cursor() as cur:
+        if not parts:
+            return
+        with _open(parts[0]) as fh:
+            columns = pq.ParquetFile(fh).schema_arrow.names
+        with self.con.cursor() as cur, cur.copy(self.names.copy_from_stdin(table_name, columns)) as copy:
             for part in parts:
                 with _open(part) as fh:
                     pf = pq.ParquetFile(fh)
-                    names = pf.schema_arrow.names
-                    if columns is None:
-                        columns = names
-                        copy_cm = cur.copy(self.names.copy_from_stdin(table_name, columns))
-                        copy = copy_cm.__enter__()
-                    elif names != columns:
-                        copy_cm.__exit__(None, None, None)
-                        raise ValueError(f"staging part {part} has other columns than the first part")
+                    if pf.schema_arrow.names != columns:
+                        raise ValueError(f"staging part {part} has other columns than {parts[0]}")
                     for batch in pf.iter_batches(batch_size=_BATCH_ROWS):
                         copy.write(_csv(batch))
-            if columns is not None:
-                copy_cm.__exit__(None, None, None)
 
     def insert_arrow(self, table: Table, data: pa.Table) -> None:
         data = data.select(table.columns)
@@ -173,18 +167,32 @@ class PostgresWarehouse(Warehouse):
             self._holds_schema = True
 
     def ensure_schema(self) -> None:
-        """Tables and their indexes, under the schema lock (concurrent CREATE ... IF NOT EXISTS can collide)."""
+        """Tables and their indexes. Creating takes the schema lock (concurrent CREATE ... IF NOT EXISTS
+        can collide); when everything exists nothing is locked, so ``status`` never waits for a run."""
+        if not self._missing_objects():
+            return
         with self.transaction():
             for sql, params in self.names.merge_lock():
                 self.execute(sql, params)
             super().ensure_schema()
-            existing = {
-                r[0] for r in self.query("SELECT indexname FROM pg_indexes WHERE schemaname = ?", [self.names.schema])
-            }
+            existing = self._existing_indexes()
             for t in schema.ALL_TABLES:
-                for statement in self.names.create_indexes(t):
-                    if not any(f'"{name}"' in statement for name in existing):
+                for name, statement in self.names.create_indexes(t).items():
+                    if name not in existing:  # CREATE INDEX IF NOT EXISTS would still lock the table
                         self.execute(statement)
+
+    def _existing_indexes(self) -> set[str]:
+        return {r[0] for r in self.query("SELECT indexname FROM pg_indexes WHERE schemaname = ?", [self.names.schema])}
+
+    def _missing_objects(self) -> bool:
+        tables = {
+            r[0]
+            for r in self.query(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [self.names.schema]
+            )
+        }
+        indexes = {name for t in schema.ALL_TABLES for name in self.names.create_indexes(t)}
+        return not ({t.name for t in schema.ALL_TABLES} <= tables and indexes <= self._existing_indexes())
 
     def load_staging(self, parts_by_table: dict[str, list[str]]) -> None:
         """Replace the ``stg_*`` tables in one transaction, holding the schema until this run closes."""
@@ -194,9 +202,9 @@ class PostgresWarehouse(Warehouse):
             for t in schema.STAGED_TABLES:
                 self.execute(self.names.analyze(t.staging_name))
 
-    def merge(self, run_id: str) -> MergeResult:
+    def merge(self, run_id: str, *args: Any, **kwargs: Any) -> MergeResult:
         """The shared merge in one transaction that first takes ``pg_advisory_xact_lock``."""
         with self.transaction():
             for sql, params in self.names.merge_lock():
                 self.execute(sql, params)
-            return super().merge(run_id)
+            return super().merge(run_id, *args, **kwargs)
