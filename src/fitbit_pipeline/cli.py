@@ -20,6 +20,7 @@ from . import pipeline
 from .notify import Notifier, failure_notification, run_notification
 from .settings import Settings
 from .sources import list_documents
+from .warehouse.postgres_backend import mask_url
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Fitbit intraday data pipeline.")
 console = Console(stderr=False)
@@ -90,6 +91,10 @@ def run(
     retry_rejected: Annotated[
         bool, typer.Option("--retry-rejected", help="Re-read files that were rejected or had rejected rows")
     ] = False,
+    engine: Annotated[
+        str | None,
+        typer.Option(help="Transform engine: local (process pool) or spark (local[workers or *]) [FITBIT_ENGINE]"),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """One incremental run: new and changed files are parsed, validated, staged and merged.
@@ -98,6 +103,13 @@ def run(
     3 the validation gate stopped the run before production was touched.
     """
     s = _settings(source, lake, warehouse, schema)
+    engine = engine or s.fitbit_engine
+    try:
+        pipeline.transformer(engine)
+    except (ValueError, ImportError) as exc:
+        hint = " (install the extra: pip install 'fitbit-pipeline[spark]')" if isinstance(exc, ImportError) else ""
+        err.print(f"[red]configuration error:[/red] {escape(str(exc))}{hint}")
+        raise typer.Exit(2) from None
     src = s.source_uri()
     if sample_if_empty and "://" not in src and not list_documents(src).docs:
         from .sample_data import generate
@@ -133,6 +145,7 @@ def run(
                 valid_day_minutes=s.valid_day_minutes(),
                 on_start=lambda n: progress.update(task, total=n),
                 on_progress=lambda n: progress.advance(task, n),
+                engine=engine,
             )
         except Exception as exc:
             err.print(f"[red]run failed:[/red] {escape(f'{type(exc).__name__}: {exc}')}")
@@ -150,7 +163,7 @@ def run(
 def _print_summary(summary: pipeline.RunSummary, src: str, s: Settings) -> None:
     t = summary.totals
     console.print(f"\n[bold]Run {summary.run_id}[/bold]: {summary.status} in {summary.duration_s:.1f} s")
-    console.print(f"  source    {src}\n  lake      {s.lake_uri()}\n  warehouse {s.warehouse_target()}")
+    console.print(f"  source    {src}\n  lake      {s.lake_uri()}\n  warehouse {mask_url(s.warehouse_target())}")
     console.print(
         f"  files: found {t['files_found']}, new {t['files_new']}, changed {t['files_changed']}, "
         f"unchanged {t['files_unchanged']}, loaded {t['files_loaded']}, rejected {t['files_rejected']}, "
@@ -221,7 +234,7 @@ def status(
     s = _settings(None, None, warehouse, schema)
     target = s.warehouse_target()
     if "://" not in target and not os.path.exists(target):
-        err.print(f"No warehouse at {target} yet: run `fitbit-pipeline run` first.")
+        err.print(f"No warehouse at {mask_url(target)} yet: run `fitbit-pipeline run` first.")
         raise typer.Exit(1)
     from .warehouse import open_warehouse
 
@@ -234,7 +247,7 @@ def status(
         if not runs:
             console.print("No runs recorded yet.")
             return
-        table = Table(title=f"Last {len(runs)} runs ({target})", title_justify="left", box=box.SIMPLE_HEAD)
+        table = Table(title=f"Last {len(runs)} runs ({mask_url(target)})", title_justify="left", box=box.SIMPLE_HEAD)
         cols = {
             "run_id": "run",
             "status": "status",
@@ -403,6 +416,49 @@ def sample_data(
     console.print(
         f"Wrote {len(truth.files)} files ({len(truth.days)} participant-day-activities, {rows} intraday rows) to {out}"
     )
+
+
+glue_app = typer.Typer(no_args_is_help=True, help="AWS Glue: the Spark transform as one Glue job per activity.")
+app.add_typer(glue_app, name="glue")
+
+
+@glue_app.command("deploy")
+def glue_deploy(
+    bucket: Annotated[
+        str | None, typer.Option("--bucket", help="S3 bucket for the script and the wheel [GLUE_SCRIPTS_BUCKET]")
+    ] = None,
+    role: Annotated[str | None, typer.Option("--role-arn", help="IAM role of the jobs [FITBIT_GLUE_ROLE_ARN]")] = None,
+    wheel: Annotated[
+        str | None, typer.Option("--wheel", help="A prebuilt package wheel (default: build one from this source tree)")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Build and upload the package wheel and glue_job.py, then create or update the six Glue jobs.
+
+    Jobs: {GLUE_JOB_PREFIX}_{activity}_processor, Glue 5.0, in AWS_REGION; the script goes to
+    s3://$GLUE_SCRIPTS_BUCKET/fitbit_pipeline/glue_job.py, where the DAG's Glue mode expects it.
+    """
+    import pathlib
+
+    from . import glue_deploy as gd
+
+    s = _load_settings()
+    overrides = {k: v for k, v in {"glue_scripts_bucket": bucket, "fitbit_glue_role_arn": role}.items() if v}
+    s = s.model_copy(update=overrides)
+    try:
+        done = gd.deploy(s, wheel=pathlib.Path(wheel) if wheel else None)
+    except gd.DeployError as exc:
+        err.print(f"[red]configuration error:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    except Exception as exc:  # AWS or build errors: say what failed, never echo credentials
+        err.print(f"[red]deploy failed:[/red] {escape(f'{type(exc).__name__}: {exc}')}")
+        raise typer.Exit(1) from None
+    if as_json:
+        print(json.dumps(done.as_dict(), indent=2))
+        return
+    console.print(f"script  {done.script_uri}\nwheel   {done.wheel_uri}")
+    for name, what in done.jobs.items():
+        console.print(f"  {name}: {what}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -96,7 +96,9 @@ class Settings(BaseSettings):
         return _local(self.fitbit_lake)
 
     def warehouse_target(self) -> str:
-        return _local(self.fitbit_warehouse) if "://" not in self.fitbit_warehouse else self.fitbit_warehouse
+        """A DuckDB file path (made absolute), a ``postgresql://``/``redshift://`` URL, or ``redshift``."""
+        target = self.fitbit_warehouse
+        return target if "://" in target or target == "redshift" else _local(target)
 
     def workers(self) -> int:
         return self.fitbit_workers or os.cpu_count() or 1

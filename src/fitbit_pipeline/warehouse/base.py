@@ -97,13 +97,15 @@ class Warehouse(abc.ABC):
         Derived tables (cross-file findings, ``daily_wear``) are refreshed in the same transaction.
         """
         inserted: dict[str, int] = {}
+        # The inserts into data tables, recognised by their quoted target (safe for any schema name).
+        targets = {f"INSERT INTO {self.names.q(t.name)} ": t.name for t in schema.DATA_TABLES}
         with self.transaction():
             for sql, params in self.names.merge_statements() + derived_statements(
                 self.names, run_id, valid_day_minutes
             ):
                 n = self.execute(sql, params)
-                if sql.startswith("INSERT INTO") and "SELECT" in sql:
-                    target = sql.split()[2].split(".")[-1].strip('"')
+                target = next((name for prefix, name in targets.items() if sql.startswith(prefix)), None)
+                if target:
                     inserted[target] = inserted.get(target, 0) + max(n, 0)
             bad = self.query(self.names.accounting_violations(), [run_id])
             if bad:
