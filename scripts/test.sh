@@ -9,6 +9,14 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
     || echo "could not install chromium; the report browser test will fail in CI" >&2
 fi
+# The PostgreSQL tests start their own server from /usr/lib/postgresql/*/bin; in CI (where they must not
+# be skipped) install the server when it is missing.
+if [ "${CI:-}" = "true" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1 \
+  && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing postgresql for the warehouse tests (apt-get)" >&2
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) >/dev/null 2>&1 \
+    || echo "could not install postgresql; the PostgreSQL tests will fail in CI" >&2
+fi
 .venv/bin/python -m ruff check . || exit $?
 .venv/bin/python -m pytest "$@"
 rc=$?
