@@ -167,6 +167,22 @@ def test_dag_runs_end_to_end_into_duckdb_then_short_circuits(airflow_home, tmp_p
     con.close()
 
 
+def test_dag_runs_end_to_end_into_postgresql(airflow_home, tmp_path, postgres_db) -> None:
+    import psycopg
+
+    url = postgres_db()
+    truth = generate(tmp_path / "src", participants=2, days=2, seed=14)
+    cfg = {"FITBIT_SOURCE": str(tmp_path / "src"), "FITBIT_LAKE": str(tmp_path / "lake"), "FITBIT_WAREHOUSE": url}
+    proc = dags_test(airflow_home, cfg)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with psycopg.connect(url) as con:
+        for a in ACTIVITIES:
+            assert con.execute(f"SELECT COUNT(*) FROM rural.intraday_{a}").fetchone()[0] == truth.total_rows(a)
+        status = con.execute("SELECT status, files_loaded FROM rural.pipeline_runs WHERE activity = 'ALL'").fetchall()
+        assert status == [("succeeded", 24)]
+        assert con.execute("SELECT COUNT(*) FROM rural.daily_wear").fetchone()[0] == 4
+
+
 class _Webhook(BaseHTTPRequestHandler):
     received: list[dict] = []
 
