@@ -30,6 +30,7 @@ from .warehouse import Warehouse, open_warehouse
 log = logging.getLogger(__name__)
 
 ACTIVITY_TOTAL = "ALL"
+ENGINES = ("local", "spark")
 UNKNOWN = "unknown"
 STAT_FIELDS = (
     "files_found",
@@ -208,14 +209,30 @@ def transform_run(
     workers: int = 0,
     limits: Limits = DEFAULT_LIMITS,
     on_progress: Callable[[int], None] | None = None,
+    engine: str = "local",
 ) -> ChunkResult:
-    """Stage the documents of ``groups`` (default: all). Re-running a group replaces its parts."""
+    """Stage the documents of ``groups`` (default: all). Re-running a group replaces its parts.
+
+    ``engine``: ``local`` (a process pool) or ``spark`` (the running Spark session, else local mode).
+    """
+    run_transform = transformer(engine)
     selected = sorted(plan.groups) if groups is None else groups
     docs = [d for g in selected for d in plan.groups.get(g, [])]
     prefix = "" if groups is None else "-".join(selected) + "-"
     _clear_parts(plan, prefix)
-    with _phase(f"transform {', '.join(selected) or 'nothing'}"):
-        return transform(docs, plan.context(limits), workers=workers, on_progress=on_progress, part_prefix=prefix)
+    with _phase(f"transform {', '.join(selected) or 'nothing'} ({engine})"):
+        return run_transform(docs, plan.context(limits), workers=workers, on_progress=on_progress, part_prefix=prefix)
+
+
+def transformer(engine: str) -> Callable[..., ChunkResult]:
+    """The transform of an engine; both take the same arguments and write the same staging."""
+    if engine == "local":
+        return transform
+    if engine == "spark":
+        from .spark_engine import transform as spark_transform  # pyspark only when asked for
+
+        return spark_transform
+    raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
 
 
 def _clear_parts(plan: Plan, prefix: str) -> None:
@@ -241,10 +258,13 @@ def check_gate(wh: Warehouse, limits: GateLimits) -> GateResult:
 
 def merge_run(plan: Plan, wh: Warehouse, *, valid_day_minutes: int = 600) -> dict[str, int]:
     """Merge staging into production (one transaction), then refresh the production lake."""
-    with _phase("merge"):
-        merged = wh.merge(plan.run_id, valid_day_minutes=valid_day_minutes)
-    with _phase("publish production lake"):
-        lake.publish(plan.lake, plan.staging_uri, merged.winners, plan.run_id)
+    # Performance: the production lake's new files are written while the warehouse merges (nothing is
+    # visible until the merge has committed and the partitions are swapped in).
+    with lake.Publication(plan.lake, plan.staging_uri, plan.run_id) as publication:
+        with _phase("merge"):
+            merged = wh.merge(plan.run_id, valid_day_minutes=valid_day_minutes)
+        with _phase("publish production lake"):
+            publication.finish(merged.winners)
     return {t.name: merged.inserted.get(t.name, 0) for t in schema.DATA_TABLES}
 
 
@@ -321,13 +341,16 @@ def run(
     valid_day_minutes: int = 600,
     on_start: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
+    engine: str = "local",
 ) -> RunSummary:
     """Run the pipeline once. Bad input is rejected and counted; only a failing run raises.
 
     A run stopped by the validation gate returns with ``status == "gated"`` (production
     untouched, staging kept); ``force`` merges anyway. ``retry_rejected`` re-reads files that
     were rejected, or had rejected rows, even though they did not change (after a rule fix).
+    ``engine`` runs the transform locally (``local``) or on Spark (``spark``); the rest is the same.
     """
+    transformer(engine)  # an unknown engine, or pyspark missing, fails before anything is touched
     with open_warehouse(warehouse, schema_name) as wh:
         plan = plan_run(source, lake_uri, wh, run_date=run_date, retry_rejected=retry_rejected)
         if not plan.todo:
@@ -335,7 +358,7 @@ def run(
         try:
             if on_start:
                 on_start(plan.todo)
-            result = transform_run(plan, workers=workers, limits=limits, on_progress=on_progress)
+            result = transform_run(plan, workers=workers, limits=limits, on_progress=on_progress, engine=engine)
             plan.bytes_read = result.bytes_read
             load_staging(plan, wh)
             verdict = check_gate(wh, gate or GateLimits())
