@@ -1,8 +1,12 @@
 """Parse and validate one Fitbit Web API intraday response (pure: bytes in, columns out).
 
-The hot path is columnar: one ``orjson`` parse, one list comprehension per field, then
-numpy for time parsing, range checks, grid checks and duplicates. Rows that break a rule
-are not dropped: they come back as reject records with the rule id and the raw row.
+The hot path is columnar and builds no Python object per row: the intraday dataset of a
+compact response is scanned straight from the bytes with numpy (:func:`_scan_dataset`), only
+the small rest of the document goes through ``orjson``; anything the scanner does not fully
+recognise is parsed the general way (``orjson`` for the whole document, one list
+comprehension per field). Both ways give identical results. Then numpy does the time
+parsing, range checks, grid checks and duplicates. Rows that break a rule are not dropped:
+they come back as reject records with the rule id and the raw row.
 """
 
 from __future__ import annotations
@@ -122,13 +126,13 @@ def _extract(rows: list[Any], key: str) -> list[Any]:
 
 def _set(codes: np.ndarray, mask: np.ndarray, code: str) -> None:
     """Mark rows failing a rule, unless an earlier rule already failed them."""
-    codes[mask & (codes == 0)] = _CODE[code]
+    if mask.any():
+        codes[mask & (codes == 0)] = _CODE[code]
 
 
 def _seconds(times: list[Any], codes: np.ndarray) -> np.ndarray:
     """Seconds of the day from ``HH:MM:SS`` strings; invalid ones are marked."""
     n = len(times)
-    secs = np.zeros(n, dtype=np.int64)
     try:
         arr = pa.array(times, type=pa.string())
         ok_type = np.ones(n, dtype=bool)
@@ -141,22 +145,39 @@ def _seconds(times: list[Any], codes: np.ndarray) -> np.ndarray:
     good_len = ok_type & (lengths == 8)
     if good_len.all():
         chars = np.frombuffer(arr.buffers()[2], dtype=np.uint8, count=8 * n, offset=int(offsets[0]))
-        chars = chars.reshape(n, 8)
     else:
         chars = np.zeros((n, 8), dtype=np.uint8)
         for i in np.nonzero(good_len)[0]:
             chars[i] = np.frombuffer(times[i].encode("latin-1", "replace")[:8].ljust(8), dtype=np.uint8)
-    d = chars.astype(np.int64) - 48
-    digits = np.delete(d, [2, 5], axis=1)
-    valid = good_len & ((digits >= 0) & (digits <= 9)).all(axis=1)
-    valid &= (chars[:, 2] == ord(":")) & (chars[:, 5] == ord(":"))
-    h = d[:, 0] * 10 + d[:, 1]
-    m = d[:, 3] * 10 + d[:, 4]
-    s = d[:, 6] * 10 + d[:, 7]
-    valid &= (h < 24) & (m < 60) & (s < 60)
-    _set(codes, ~valid, "time_invalid")
-    secs[:] = h * 3600 + m * 60 + s
+    secs, shape, in_range = _clock(chars.reshape(n, 8).view("<u8").reshape(n))
+    _set(codes, ~(shape & in_range & good_len), "time_invalid")
     return secs
+
+
+# ``HH:MM:SS`` read as one little-endian 64-bit word per row (byte k of the text is bits 8k..8k+7).
+_CLOCK_PATTERN = int.from_bytes(b"00:00:00", "little")
+_HIGH_NIBBLES = 0xF0F0F0F0F0F0F0F0
+_LOW_NIBBLES = 0x0F0F0F0F0F0F0F0F
+_COLONS = 0xFF << 16 | 0xFF << 40
+_U64 = np.uint64
+
+
+def _digits_ok(x: np.ndarray) -> np.ndarray:
+    """Every byte of ``x`` (ASCII xor "0") is 0..9."""
+    low = x & _U64(_LOW_NIBBLES)
+    return ((x & _U64(_HIGH_NIBBLES)) | ((low + _U64(0x0606060606060606)) & _U64(_HIGH_NIBBLES))) == 0
+
+
+def _clock(words: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(seconds of the day, digits and colons where they belong, hours/minutes/seconds in range) for
+    8-byte ``HH:MM:SS`` texts given as uint64 words."""
+    x = words ^ np.uint64(_CLOCK_PATTERN)  # a digit byte becomes 0..9, a colon 0; nothing else does
+    shape = _digits_ok(x) & ((x & np.uint64(_COLONS)) == 0)
+    pairs = x * np.uint64(10) + (x >> np.uint64(8))  # byte k: 10 * digit k + digit k + 1 (at most 99)
+    h = (pairs & np.uint64(0xFF)).astype(np.int64)
+    m = ((pairs >> np.uint64(24)) & np.uint64(0xFF)).astype(np.int64)
+    s = ((pairs >> np.uint64(48)) & np.uint64(0xFF)).astype(np.int64)
+    return h * 3600 + m * 60 + s, shape, (h < 24) & (m < 60) & (s < 60)
 
 
 def _measure(
@@ -186,12 +207,260 @@ def _measure(
                 bad[i] = True
         _set(codes, missing, "missing_field")
         _set(codes, bad, "value_wrong_type")
+    return _check_measure(arr, m, bounds, codes, interval)
+
+
+def _check_measure(arr: np.ndarray, m: Measure, bounds: tuple[float, float], codes: np.ndarray, interval: int):
     if m.kind == "int":
         _set(codes, arr != np.floor(arr), "value_wrong_type")
     low, high = bounds
     high = high * interval if m.scale_with_interval else high
     _set(codes, (arr < low) | (arr > high), "value_out_of_range")
     return arr
+
+
+# ---- the scanner: a compact dataset read from the bytes, no Python object per row -------------------
+#
+# It recognises exactly one shape: ``"dataset":[`` then rows ``{"k1":v1,"k2":v2,...}`` separated by
+# single commas, no whitespace, every row with the keys of the first row in the same order (``time`` and
+# the activity's measures, nothing else), ``time`` an ``"NN:NN:NN"`` string of digits and colons, each
+# measure a plain JSON number (``-?(0|[1-9][0-9]*)(\.[0-9]+)?``, no exponent). That is how the Fitbit
+# Web API and the exports write intraday data. Everything else (whitespace, other keys, strings, nulls,
+# exponents, escapes, nesting) makes the scanner give up, and the document is parsed the general way.
+#
+# Equivalence: the recognised text is a valid JSON array of ASCII-only objects whose values the scanner
+# computes exactly as ``orjson`` would (integers exactly; decimals correctly rounded). The rest of the
+# document is parsed by ``orjson`` with that array replaced by ``["\u0000"]``; a string holding U+0000
+# can only come from the sentinel (the text is checked for ``\u0000``), so finding it at
+# ``doc[<activity>-intraday]["dataset"]`` proves the scanned array is exactly that value. Invalid JSON
+# around it fails in ``orjson`` and falls back, so errors are reported by the general path as before.
+
+_DATASET = b'"dataset":['
+_SENTINEL = b'["\\u0000"]'
+_SENTINEL_VALUE = ["\x00"]
+_NUL_ESCAPE = b"\\u0000"
+_POW10 = 10.0 ** np.arange(23)
+_EXACT_DIGITS = 15  # below 2**53: integer / 10**k is then correctly rounded
+_MAX_NUMBER = 32  # longer numbers are left to the general path
+
+
+@dataclass
+class _Scanned:
+    """The rows of a compact dataset, columnar, with where each row's text lies in the document."""
+
+    raw: bytes
+    starts: np.ndarray  # offset of each row's "{"
+    ends: np.ndarray  # offset after each row's "}"
+    secs: np.ndarray
+    time_ok: np.ndarray
+    values: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def row(self, i: int) -> Any:
+        return orjson.loads(self.raw[int(self.starts[i]) : int(self.ends[i])])
+
+
+def _words(raw: bytes, start: int) -> np.ndarray:
+    """Overlapping little-endian uint64 words: ``w[i]`` is bytes ``start + i .. start + i + 7``."""
+    return np.ndarray((len(raw) - start - 7,), dtype="<u8", buffer=raw, offset=start, strides=(1,))
+
+
+def _literal_ok(words: np.ndarray, at: np.ndarray, text: bytes) -> bool:
+    for k in range(0, len(text), 8):
+        piece = text[k : k + 8]
+        mask = (1 << (8 * len(piece))) - 1
+        if not ((words[at + k] & np.uint64(mask)) == np.uint64(int.from_bytes(piece, "little"))).all():
+            return False
+    return True
+
+
+def _numbers(chars: np.ndarray, width: np.ndarray) -> np.ndarray | None:
+    """JSON numbers from left-aligned bytes (row i has ``width[i]`` of them), as orjson reads them."""
+    n, w = chars.shape
+    col = np.arange(w)
+    inside = col < width[:, None]
+    neg = chars[:, 0] == 45  # "-"
+    lead = neg.astype(np.int64)
+    body = inside & ~((col == 0) & neg[:, None])
+    digits = chars - np.uint8(48)
+    is_digit = (digits <= 9) & body
+    is_dot = (chars == 46) & body
+    if not (is_digit | is_dot | ~body).all():
+        return None
+    n_dots = is_dot.sum(axis=1)
+    rows = np.arange(n)
+    size = width - lead
+    if (size < 1).any() or (n_dots > 1).any() or not is_digit[rows, lead].all():
+        return None
+    second = np.minimum(lead + 1, w - 1)
+    if ((digits[rows, lead] == 0) & (size > 1) & is_digit[rows, second]).any():  # a leading zero
+        return None
+    dot_at = np.where(n_dots == 1, is_dot.argmax(axis=1), -1)
+    has_dot = dot_at >= 0
+    if (has_dot & ((dot_at == width - 1) | (dot_at == lead))).any():
+        return None
+    n_digits = is_digit.sum(axis=1)
+    exact = n_digits <= _EXACT_DIGITS
+    mantissa = np.zeros(n, dtype=np.int64)
+    for k in range(w):  # Horner over the digit columns
+        take = is_digit[:, k] & exact
+        mantissa = np.where(take, mantissa * 10 + digits[:, k], mantissa)
+    signed = np.where(neg, -mantissa, mantissa)
+    frac = np.where(has_dot, width - 1 - dot_at, 0)
+    out = np.where(has_dot, np.where(neg, -1.0, 1.0) * (mantissa / _POW10[np.minimum(frac, 22)]), signed)
+    if not exact.all():  # more than 15 significant digits: a correctly rounded conversion
+        if w > _MAX_NUMBER:
+            return None
+        long_rows = np.nonzero(~exact)[0]
+        text = np.where(inside[long_rows], chars[long_rows], 0).astype(np.uint8)
+        out[long_rows] = np.ascontiguousarray(text).view(f"S{w}").ravel().astype(np.float64)
+    return out.astype(np.float64, copy=False)
+
+
+_BYTE_MASK = np.array([(1 << (8 * w)) - 1 for w in range(9)], dtype=np.uint64)  # the first w bytes
+_ZEROS = _U64(0x3030303030303030)
+_DOTS = _U64(0x2E2E2E2E2E2E2E2E)
+_ONES = _U64(0x0101010101010101)
+_HIGHS = _U64(0x8080808080808080)
+
+
+def _swar_value(digits: np.ndarray, width: np.ndarray) -> np.ndarray:
+    """The integer of ``width`` ASCII digits in the low bytes (first digit in byte 0), up to 8 digits."""
+    v = digits << (_U64(8) * (_U64(8) - width.astype(np.uint64)))  # right-aligned: last digit in byte 7
+    v = ((v & _U64(0x0F0F0F0F0F0F0F0F)) * _U64(2561)) >> _U64(8)
+    v = ((v & _U64(0x00FF00FF00FF00FF)) * _U64(6553601)) >> _U64(16)
+    v = ((v & _U64(0x0000FFFF0000FFFF)) * _U64(42949672960001)) >> _U64(32)
+    return v
+
+
+def _short_numbers(words: np.ndarray, width: np.ndarray) -> np.ndarray | None:
+    """Unsigned numbers of at most 8 characters (``72``, ``0.0123``) from 8-byte words, 8 bytes at a time.
+
+    None when some row needs :func:`_numbers` (a sign, or not a plain number at all).
+    """
+    mask = _BYTE_MASK[width]
+    x = (words ^ _ZEROS) & mask  # digits become 0..9
+    if _digits_ok(x).all():  # integers, the usual case
+        if (((x & _U64(0xFF)) == 0) & (width > 1)).any():  # a leading zero
+            return None
+        return _swar_value(x, width).astype(np.float64)
+    y = words & mask
+    t = (y ^ _DOTS) | ~mask  # a zero byte where there is a dot
+    dots = (t - _ONES) & ~t & _HIGHS  # exact at the lowest dot (higher bits may be borrow artefacts)
+    lowest = dots & (~dots + _U64(1))
+    has_dot = lowest != 0
+    bit = np.frexp(lowest.astype(np.float64))[1] - 1  # lowest is 0 or a power of two: exact
+    dot_at = np.where(has_dot, bit // 8, 8)
+    before = _BYTE_MASK[np.minimum(dot_at, 8)]
+    compact = np.where(has_dot, (y & before) | ((y >> _U64(8)) & ~before), y)  # the dot taken out
+    n_digits = width - has_dot
+    if not _digits_ok((compact ^ _ZEROS) & _BYTE_MASK[n_digits]).all():
+        return None  # a sign, a second dot, another character
+    if (has_dot & ((dot_at == 0) | (dot_at >= width - 1))).any():
+        return None
+    first, second = y & _U64(0xFF), (y >> _U64(8)) & _U64(0xFF)
+    if ((first == 48) & (width > 1) & (second != 46)).any():  # a leading zero
+        return None
+    mantissa = _swar_value(compact & _BYTE_MASK[n_digits], n_digits).astype(np.float64)
+    if not has_dot.any():
+        return mantissa
+    return mantissa / _POW10[np.where(has_dot, width - 1 - dot_at, 0)]
+
+
+def _scan_dataset(raw: bytes, lo: int, hi: int, a: Activity) -> _Scanned | None:
+    """Rows between ``raw[lo - 1] == "["`` and ``raw[hi] == "]"``, or None when not the compact shape."""
+    names = ["time", *(m.name for m in a.measures)]
+    if hi == lo:
+        empty = np.zeros(0, dtype=np.int64)
+        return _Scanned(raw, empty, empty, empty, np.zeros(0, bool), {k: np.zeros(0) for k in names[1:]})
+    size = hi - lo
+    first_end = raw.find(b"}", lo, hi)
+    if raw[lo] != 123 or first_end < 0:  # "{"
+        return None
+    try:
+        first = orjson.loads(raw[lo : first_end + 1])
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(first, dict) or sorted(first) != sorted(names) or len(names) != len(set(names)):
+        return None
+    keys = list(first)
+    k = len(keys)
+    buf = np.frombuffer(raw, dtype=np.uint8, count=size, offset=lo)
+    # Every comma separates fields or rows: row i is "{" field,...,field "}" then the comma after its
+    # last field. Each field's bytes are all checked below, so together with the braces every byte
+    # of the array is accounted for.
+    commas = np.flatnonzero(buf == 44)
+    if (len(commas) + 1) % k:
+        return None
+    n = (len(commas) + 1) // k
+    bounds = np.append(commas, size).reshape(n, k)  # field ends; the last column: after each row
+    opens = np.empty(n, dtype=np.int64)
+    opens[0] = 0
+    opens[1:] = bounds[:-1, -1] + 1
+    ends = bounds[:, -1] - 1  # each row's "}"
+    if not ((buf[opens] == 123).all() and (buf[ends] == 125).all()):
+        return None
+    if len(raw) < hi + 16:  # the 8-byte words read a little past the array
+        raw = raw + b" " * 16
+    words = _words(raw, lo)
+    values: dict[str, np.ndarray] = {}
+    secs = time_ok = None
+    for j, key in enumerate(keys):
+        start = opens + 1 if j == 0 else bounds[:, j - 1] + 1
+        stop = bounds[:, j] if j < k - 1 else ends
+        if key == "time":  # "time":"NN:NN:NN"
+            if not ((stop - start == 17).all() and _literal_ok(words, start, b'"time":"')):
+                return None
+            if not (buf[start + 16] == 34).all():
+                return None
+            secs, shape, time_ok = _clock(words[start + 8])
+            if not shape.all():
+                return None  # not digits and colons: strings are left to the general path
+            continue
+        literal = b'"' + key.encode() + b'":'
+        if not _literal_ok(words, start, literal):
+            return None
+        at = start + len(literal)
+        width = stop - at
+        top = int(width.max())
+        if int(width.min()) < 1 or top > _MAX_NUMBER:
+            return None
+        number = _short_numbers(words[at], width) if top <= 8 else None
+        if number is None:
+            chars = buf[np.minimum(at[:, None] + np.arange(top), size - 1)]
+            number = _numbers(chars, width)
+        if number is None:
+            return None
+        values[key] = number
+    assert secs is not None and time_ok is not None
+    return _Scanned(raw, opens + lo, ends + lo + 1, secs, time_ok, values)
+
+
+def _fast_document(raw: bytes, a: Activity) -> tuple[Any, _Scanned] | None:
+    """(document with the dataset replaced by the sentinel, scanned rows), or None for the general path."""
+    key = raw.find(_DATASET)
+    if key < 0:
+        return None
+    lo = key + len(_DATASET)
+    hi = raw.find(b"]", lo)
+    if hi < 0:
+        return None
+    rows = _scan_dataset(raw, lo, hi, a)
+    if rows is None:
+        return None
+    head, tail = raw[: lo - 1], raw[hi + 1 :]
+    if _NUL_ESCAPE in head or _NUL_ESCAPE in tail:
+        return None
+    try:
+        doc = orjson.loads(head + _SENTINEL + tail)
+    except orjson.JSONDecodeError:
+        return None
+    intraday = doc.get(a.intraday_key) if isinstance(doc, dict) else None
+    if not isinstance(intraday, dict) or intraday.get("dataset") != _SENTINEL_VALUE:
+        return None
+    return doc, rows
 
 
 def _summary_item(doc: dict[str, Any], a: Activity) -> dict[str, Any] | None:
@@ -282,21 +551,26 @@ def _daily(item: dict[str, Any], a: Activity, limits: Limits, rejects: list[dict
 def parse_document(raw: bytes, ctx: FileContext) -> Parsed:
     """Parse and validate one response. Raises :class:`FileRejected` for a whole-file failure."""
     a = ctx.activity
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise FileRejected("invalid_json", str(exc).split(":")[0]) from None
+    fast = _fast_document(raw, a)
+    if fast is not None:
+        doc, scanned = fast
+    else:
+        scanned = None
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise FileRejected("invalid_json", str(exc).split(":")[0]) from None
     if not isinstance(doc, dict) or (a.summary_key not in doc and a.intraday_key not in doc):
         raise FileRejected("wrong_structure", f"neither '{a.summary_key}' nor '{a.intraday_key}' present")
 
     intraday = doc.get(a.intraday_key)
-    rows: list[Any] = []
+    rows: list[Any] | _Scanned = []
     dataset_type: str | None = None
     interval: int | None = None
     if intraday is not None:
         if not isinstance(intraday, dict) or not isinstance(intraday.get("dataset"), list):
             raise FileRejected("wrong_structure", f"'{a.intraday_key}.dataset' is not a list")
-        rows = intraday["dataset"]
+        rows = scanned if scanned is not None else intraday["dataset"]
         dataset_type = intraday.get("datasetType", "minute")
         interval = intraday.get("datasetInterval", 1)
         if dataset_type not in ("minute", "second") or not isinstance(interval, int) or interval < 1:
@@ -329,12 +603,20 @@ def parse_document(raw: bytes, ctx: FileContext) -> Parsed:
 
     n = len(rows)
     codes = np.zeros(n, dtype=np.int8)
-    secs = _seconds(_extract(rows, "time"), codes)
     step = (interval or 1) if dataset_type == "minute" else 1
-    measures = {
-        m.name: _measure(_extract(rows, m.name), m, ctx.limits.range(f"{a.name}.{m.name}"), codes, step)
-        for m in a.measures
-    }
+    if isinstance(rows, _Scanned):
+        secs = rows.secs
+        _set(codes, ~rows.time_ok, "time_invalid")
+        measures = {
+            m.name: _check_measure(rows.values[m.name], m, ctx.limits.range(f"{a.name}.{m.name}"), codes, step)
+            for m in a.measures
+        }
+    else:
+        secs = _seconds(_extract(rows, "time"), codes)
+        measures = {
+            m.name: _measure(_extract(rows, m.name), m, ctx.limits.range(f"{a.name}.{m.name}"), codes, step)
+            for m in a.measures
+        }
     if dataset_type == "minute":
         _set(codes, secs % (60 * step) != 0, "time_off_grid")
     good = np.nonzero(codes == 0)[0]
@@ -347,8 +629,14 @@ def parse_document(raw: bytes, ctx: FileContext) -> Parsed:
         good = good[~dup]
 
     base_us = (day - _EPOCH).days * 86_400_000_000
-    ts = base_us + secs[good] * 1_000_000
-    typed = {m.name: measures[m.name][good].astype(np.int32 if m.kind == "int" else np.float64) for m in a.measures}
+    everything = len(good) == n  # the usual case: no copies through an index
+    ts = base_us + (secs if everything else secs[good]) * 1_000_000
+    typed = {
+        m.name: (measures[m.name] if everything else measures[m.name][good]).astype(
+            np.int32 if m.kind == "int" else np.float64
+        )
+        for m in a.measures
+    }
     bad = np.nonzero(codes)[0]
     for i in bad:
         code = _ROW_RULES[codes[i]]
@@ -356,7 +644,7 @@ def parse_document(raw: bytes, ctx: FileContext) -> Parsed:
             {
                 "record_type": "intraday",
                 "rule_id": code,
-                "raw_value": _raw(rows[i]),
+                "raw_value": _raw(rows.row(i) if isinstance(rows, _Scanned) else rows[i]),
                 "message": rule(code).message,
                 "ts": int(base_us + secs[i] * 1_000_000) if code not in ("missing_field", "time_invalid") else None,
                 "row_index": int(i),
