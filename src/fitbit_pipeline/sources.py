@@ -78,7 +78,8 @@ def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
     return fs, root
 
 
-def _uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
+def full_uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    """``path`` of ``fs`` as a URI other tools can open (``s3://bucket/key``); local paths stay paths."""
     return fs.unstrip_protocol(path) if not isinstance(fs, fsspec.implementations.local.LocalFileSystem) else path
 
 
@@ -115,7 +116,7 @@ def unsafe_member(name: str) -> str | None:
 
 
 def _zip_docs(fs: fsspec.AbstractFileSystem, path: str, info: dict[str, Any]) -> Iterator[SourceDoc]:
-    uri = _uri(fs, path)
+    uri = full_uri(fs, path)
     rank_end = export_end_date(posixpath.basename(path))
     obj_time = _mtime(info)
     try:
@@ -169,7 +170,7 @@ def list_documents(uri: str) -> Listing:
         if path.lower().endswith(".zip"):
             docs.extend(_zip_docs(fs, path, info))
             continue
-        uri_path = _uri(fs, path)
+        uri_path = full_uri(fs, path)
         docs.append(
             SourceDoc(
                 uri_path,

@@ -13,25 +13,25 @@ import multiprocessing
 import os
 import posixpath
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
 
 from . import activities, schema
 from .layouts import LayoutError, match
 from .limits import DEFAULT_LIMITS, Limits
 from .parse import FileContext, FileRejected, Parsed, parse_document
 from .rules import rule
-from .sources import Reader, SourceDoc, filesystem
+from .sources import Reader, SourceDoc, filesystem, full_uri
 
 _EPOCH = dt.date(1970, 1, 1)
-CHUNK_BYTES = 48 << 20
+CHUNK_BYTES = 32 << 20
 CHUNK_DOCS = 400
 
 
@@ -81,23 +81,40 @@ class _Columns:
         self.context.append((participant, (parsed.date - _EPOCH).days, source_file))
 
     def table(self, run_id: str) -> pa.Table | None:
+        """The chunk's rows, grouped by day (files in their order within a day), so that the production
+        lake takes each day as one slice; the repeated strings as dictionary columns (no string per row)."""
         if not self.lengths:
             return None
-        idx = pa.array(np.repeat(np.arange(len(self.lengths), dtype=np.int32), self.lengths))
         participants, days, files = zip(*self.context, strict=True)
+        order = np.argsort(np.array(days, dtype=np.int32), kind="stable")
+        lengths = np.array(self.lengths, dtype=np.int64)[order]
+        n = int(lengths.sum())
+        per_file = pa.array([participants[i] for i in order], pa.string()).dictionary_encode()
         cols: dict[str, Any] = {
-            "participant_id": pc.take(pa.array(participants, pa.string()), idx),
-            "date": pc.take(pa.array(np.array(days, dtype=np.int32), pa.int32()).cast(pa.date32()), idx),
-            "ts": pa.array(np.concatenate(self.ts), schema.TS),
+            "participant_id": pa.DictionaryArray.from_arrays(
+                np.repeat(per_file.indices.to_numpy(), lengths), per_file.dictionary
+            ),
+            "date": pa.array(np.repeat(np.array(days, dtype=np.int32)[order], lengths), pa.int32()).cast(pa.date32()),
+            "ts": pa.array(np.concatenate([self.ts[i] for i in order]), schema.TS),
         }
         for name, parts in self.measures.items():
-            cols[name] = np.concatenate(parts)
-        cols["source_file"] = pc.take(pa.array(files, pa.string()), idx)
-        n = int(sum(self.lengths))
-        cols["run_id"] = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([run_id])).cast(
-            pa.string()
+            cols[name] = pa.array(np.concatenate([parts[i] for i in order]))
+        cols["source_file"] = pa.DictionaryArray.from_arrays(
+            np.repeat(np.arange(len(files), dtype=np.int32), lengths), pa.array([files[i] for i in order], pa.string())
         )
-        return pa.Table.from_pydict(cols, schema=schema.INTRADAY[self.activity.name].schema)
+        cols["run_id"] = pa.DictionaryArray.from_arrays(np.zeros(n, dtype=np.int32), pa.array([run_id]))
+        target = schema.INTRADAY[self.activity.name].schema
+        return pa.Table.from_arrays([cols[f.name] for f in target], schema=_dictionary_schema(target))
+
+
+def _dictionary_schema(target: pa.Schema) -> pa.Schema:
+    """``target`` with its repeated string columns dictionary-encoded (the Parquet files read as strings)."""
+    return pa.schema(
+        [
+            pa.field(f.name, pa.dictionary(pa.int32(), pa.string()), f.nullable) if f.name in _DICTIONARY else f
+            for f in target
+        ]
+    )
 
 
 def _quarantine(fs: Any, ctx: RunContext, doc: SourceDoc, data: bytes | None) -> str | None:
@@ -269,23 +286,84 @@ def process_chunk(chunk_id: str, docs: Sequence[SourceDoc], ctx: RunContext) -> 
     for name, items in rows.items():
         tables[name] = pa.Table.from_pylist(items, schema=schema.BY_NAME[name].schema) if items else None
     for name, table in tables.items():
-        if table is not None and table.num_rows:
+        if table is None or not table.num_rows:
+            continue
+        if schema.BY_NAME[name].kind == "intraday":  # one file per day: the production lake links them
+            for day, piece in _by_day(table):
+                write_parquet(piece, posixpath.join(ctx.staging_uri, name, f"part-{chunk_id}-{day}.parquet"))
+        else:
             write_parquet(table, posixpath.join(ctx.staging_uri, name, f"part-{chunk_id}.parquet"))
     return result
+
+
+def _by_day(table: pa.Table) -> list[tuple[str, pa.Table]]:
+    """The rows of each day of a chunk's intraday table (grouped by day), each sorted by participant and time.
+
+    Rows arrive sorted when the documents do (the usual case); otherwise the day's rows are sorted here.
+    """
+    days = table["date"].combine_chunks().cast(pa.int32()).to_numpy(zero_copy_only=False)
+    cuts = [0, *(np.flatnonzero(np.diff(days)) + 1).tolist(), len(days)]
+    participant = table["participant_id"].combine_chunks()
+    names = participant.dictionary.to_pylist()
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[np.argsort(np.array(names, dtype=object), kind="stable")] = np.arange(len(names))
+    who = rank[participant.indices.to_numpy(zero_copy_only=False)]
+    ts = table["ts"].combine_chunks().cast(pa.int64()).to_numpy(zero_copy_only=False)
+    out = []
+    for start, end in zip(cuts[:-1], cuts[1:], strict=True):
+        piece = table.slice(start, end - start)
+        p, t = who[start:end], ts[start:end]
+        if ((p[1:] < p[:-1]) | ((p[1:] == p[:-1]) & (t[1:] < t[:-1]))).any():
+            piece = piece.take(pa.array(np.lexsort((t, p))))
+        out.append(((_EPOCH + dt.timedelta(days=int(days[start]))).isoformat(), piece))
+    return out
+
+
+# Parquet options of the staging files: zstd at its fastest level, dictionaries only where values repeat
+# (the rest would build a dictionary and abandon it), timestamps delta-encoded (about a third of the size,
+# and cheaper to write), no column statistics (staging is read whole). No Arrow schema is stored, so
+# every reader sees plain strings.
+_DICTIONARY = ("participant_id", "source_file", "run_id")
+_PARQUET_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "compression_level": 1,
+    "row_group_size": 1 << 20,
+    "store_schema": False,
+    "write_statistics": False,
+}
 
 
 def write_parquet(table: pa.Table, uri: str) -> None:
     """Write one Parquet file (zstd), creating parent folders."""
     fs, path = filesystem(uri)
     fs.makedirs(posixpath.dirname(path), exist_ok=True)
+    names = set(table.schema.names)
+    options = dict(_PARQUET_OPTIONS, use_dictionary=[c for c in (*_DICTIONARY, "date") if c in names])
+    if "ts" in names and table.schema.field("ts").nullable is False:
+        options["column_encoding"] = {"ts": "DELTA_BINARY_PACKED"}
+    if isinstance(fs, LocalFileSystem):  # a new file (never rewritten in place: the lake may link it)
+        tmp = f"{path}.tmp"
+        pq.write_table(table, tmp, **options)
+        os.replace(tmp, path)
+        return
     with fs.open(path, "wb") as fh:
-        pq.write_table(table, fh, compression="zstd", row_group_size=1 << 20)
+        pq.write_table(table, fh, **options)
+
+
+def _chunk_order(doc: SourceDoc) -> tuple[str, str, str]:
+    """Archive (members stay together), then day, then document: a chunk then holds few days."""
+    try:
+        day = match(doc.logical_path).date.isoformat()
+    except LayoutError:
+        day = ""
+    return (doc.archive or "", day, doc.source_file)
 
 
 def chunked(docs: Sequence[SourceDoc], workers: int) -> list[list[SourceDoc]]:
     """Contiguous chunks (zip members stay together), bounded in bytes and documents."""
+    docs = sorted(docs, key=_chunk_order)
     total = sum(d.size for d in docs)
-    target = max(1 << 20, min(CHUNK_BYTES, total // max(1, workers * 4)))
+    target = max(1 << 20, min(CHUNK_BYTES, total // max(1, workers * 8)))  # small tail: workers end together
     chunks: list[list[SourceDoc]] = []
     current: list[SourceDoc] = []
     size = 0
@@ -319,7 +397,10 @@ def transform(
                 on_progress(res.files)
         return total
     mp = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=mp) as pool:
+    pool = ProcessPoolExecutor(
+        max_workers=min(workers, len(chunks)), mp_context=mp, initializer=_adopt_env, initargs=(_worker_env(),)
+    )
+    with pool:
         pending = {pool.submit(process_chunk, f"{part_prefix}{i:05d}", chunk, ctx) for i, chunk in enumerate(chunks)}
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -331,8 +412,24 @@ def transform(
     return total
 
 
-def iter_parts(staging_uri: str, table: str) -> Iterable[str]:
+# The fork server is started once per process, with the environment of that moment: each pool hands its
+# workers the settings the parent has now (AWS credentials chain, endpoint, region, pipeline settings).
+_ENV_PREFIXES = ("AWS_", "FITBIT_")
+
+
+def _worker_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k.startswith(_ENV_PREFIXES)}
+
+
+def _adopt_env(env: dict[str, str]) -> None:
+    for k in [k for k in os.environ if k.startswith(_ENV_PREFIXES) and k not in env]:
+        del os.environ[k]
+    os.environ.update(env)
+
+
+def iter_parts(staging_uri: str, table: str) -> list[str]:
+    """The staging Parquet files of ``table``: local paths, or full URIs (``s3://bucket/key``) elsewhere."""
     fs, path = filesystem(posixpath.join(staging_uri, table))
     if not fs.exists(path):
         return []
-    return sorted(fs.glob(posixpath.join(path, "*.parquet")))
+    return [full_uri(fs, p) for p in sorted(fs.glob(posixpath.join(path, "*.parquet")))]
