@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -10,8 +11,23 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from .. import schema
 from ..schema import Table
+from ..sources import filesystem
+from ..sql import ident, literal, sql_type
 from .base import Warehouse
+
+# Chosen, not DuckDB's defaults (80% of RAM): the pipeline's peak memory must not grow with the input.
+# Loads, the merge and the derived tables stream or spill to disk within this limit; every core is used;
+# insertion order is not kept (nothing relies on the order of rows without an ORDER BY), which lets
+# the bulk inserts run in parallel without buffering.
+MEMORY_LIMIT = "200MB"
+CONFIG = {
+    "autoinstall_known_extensions": "false",
+    "memory_limit": MEMORY_LIMIT,
+    "threads": os.cpu_count() or 1,
+    "preserve_insertion_order": "false",
+}
 
 
 class DuckDBWarehouse(Warehouse):
@@ -20,7 +36,8 @@ class DuckDBWarehouse(Warehouse):
         if path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         try:
-            self.con = duckdb.connect(path, config={"autoinstall_known_extensions": "false"})
+            self.con = duckdb.connect(path, config=dict(CONFIG))
+            self.con.execute("SET enable_progress_bar = false")  # no progress bars on the pipeline's stderr
         except duckdb.IOException as exc:
             raise RuntimeError(f"cannot open the DuckDB warehouse {path}: {exc} (is another run using it?)") from None
         self.path = path
@@ -49,7 +66,46 @@ class DuckDBWarehouse(Warehouse):
         self.con.execute("COMMIT")
 
     def load_table(self, table_name: str, parts: Sequence[str]) -> None:
-        self.con.execute(f"INSERT INTO {self.names.q(table_name)} SELECT * FROM read_parquet(?)", [list(parts)])
+        if all(_is_local(p) for p in parts):
+            self.con.execute(f"INSERT INTO {self.names.q(table_name)} SELECT * FROM read_parquet(?)", [list(parts)])
+            return
+        # Remote parts (s3://) are copied to a temporary folder through fsspec, whose retries absorb throttling
+        # and dropped connections; DuckDB's own remote reads (httpfs) are not available offline.
+        with tempfile.TemporaryDirectory(prefix="fitbit-load-") as tmp:
+            local = []
+            for i, part in enumerate(parts):
+                fs, path = filesystem(part)
+                local.append(os.path.join(tmp, f"{i:06d}.parquet"))
+                fs.get_file(path, local[-1])
+            self.load_table(table_name, local)
+
+    def load_staging(self, parts_by_table: dict[str, list[str]]) -> None:
+        """Replace every ``stg_*`` table with the run's staging Parquet.
+
+        The intraday staging tables (nearly all the rows) are views over the run's local staging files,
+        which stay in the lake: the merge then reads each file once, straight into production, instead of
+        first copying every row into the warehouse file and then again out of it. The small tables, which
+        the gate and the ledger work on, are loaded as before.
+        """
+        for t in schema.STAGED_TABLES:
+            self._drop_staging(t)
+            parts = parts_by_table.get(t.name, [])
+            files = _local_files(parts) if t.kind == "intraday" else None
+            if files:
+                self.execute(f"CREATE VIEW {self.names.q(t.staging_name)} AS {_select_parquet(t, files)}")
+                continue
+            self.execute(self.names.create_table(t, staging=True))
+            if parts:
+                self.load_table(t.staging_name, parts)
+
+    def _drop_staging(self, t: Table) -> None:
+        found = self.query(
+            "SELECT table_type FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+            [self.names.schema, t.staging_name],
+        )
+        if found:
+            kind = "VIEW" if found[0][0] == "VIEW" else "TABLE"
+            self.execute(f"DROP {kind} {self.names.q(t.staging_name)}")
 
     def insert_arrow(self, table: Table, data: pa.Table) -> None:
         self.con.register("_fitbit_rows", data)
@@ -63,3 +119,29 @@ class DuckDBWarehouse(Warehouse):
 
     def close(self) -> None:
         self.con.close()
+
+
+def _is_local(part: str) -> bool:
+    return "://" not in part or part.startswith("file://")
+
+
+def _local_files(parts: Sequence[str]) -> list[str] | None:
+    """Absolute paths of ``parts`` when all are local files that can be named in SQL text, else None."""
+    files = []
+    for p in parts:
+        path = p[len("file://") :] if p.startswith("file://") else p
+        if "://" in path:
+            return None
+        path = os.path.abspath(path)
+        try:
+            literal(path)
+        except ValueError:
+            return None
+        files.append(path)
+    return files
+
+
+def _select_parquet(t: Table, files: list[str]) -> str:
+    """The rows of ``files`` with exactly the columns and types of ``t``."""
+    cols = ", ".join(f"CAST({ident(f.name)} AS {sql_type(f.type)}) AS {ident(f.name)}" for f in t.schema)
+    return f"SELECT {cols} FROM read_parquet([{', '.join(literal(f) for f in files)}])"
