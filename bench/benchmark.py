@@ -1,0 +1,325 @@
+"""The throughput benchmark: ``python -m bench.benchmark`` (or ``bash bench/run.sh``).
+
+Generates (once, cached in ``bench/.cache/``) 100 participants x 7 days of all six activities with
+heart rate at second detail, using the project's own sample-data generator, then measures on the same
+files, each measurement in a fresh process:
+
+- ``run``         the project's whole run into a fresh lake and DuckDB warehouse (``pipeline.run``);
+- ``transform``   listing + the transform stage alone (JSON -> validated staging Parquet);
+- ``duckdb``      the reference: DuckDB ``read_json`` + ``UNNEST`` -> Parquet, all cores;
+- ``naive``       the naive reference: ``json.load``, a dict per row, ``strptime``, pandas, Parquet;
+- ``incremental`` a second run over the same files (nothing new);
+- the transform and the DuckDB reference again at 4x the data (400 participants).
+
+For each: the median seconds over the repetitions, intraday rows/s, input MB/s, the peak RSS of the whole
+process tree (the sum over the process and all its descendants, forkserver workers included, sampled every
+10 ms with psutil; shared pages count once per process, so this overstates rather than understates) and the
+CPU seconds of the tree. Numbers are printed as a Markdown table and saved as JSON in ``bench/.cache/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import datetime as dt
+import json
+import os
+import pathlib
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import psutil
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CACHE = ROOT / "bench" / ".cache"
+DAYS = 7
+MB = 1e6
+
+# Targets on this machine (2 cores), from the issue.
+TARGET_TRANSFORM_VS_DUCKDB = 1.0
+TARGET_RUN_VS_DUCKDB = 1.5
+TARGET_NAIVE_SPEEDUP = 25.0
+TARGET_PEAK_1X_MB = 600
+TARGET_PEAK_4X_MB = 700
+TARGET_INCREMENTAL_S = 2.0
+
+
+def dataset(participants: int) -> tuple[pathlib.Path, dict]:
+    """The cached source folder for ``participants`` x 7 days (generated on first use)."""
+    root = CACHE / "data" / f"p{participants}-d{DAYS}-hrsec"
+    source, marker = root / "source", root / "dataset.json"
+    if marker.exists():
+        return source, json.loads(marker.read_text())
+    from fitbit_pipeline.sample_data import generate
+
+    print(f"generating {participants} participants x {DAYS} days (second-level heart rate) in {source} ...")
+    if root.exists():
+        import shutil
+
+        shutil.rmtree(root)
+    t0 = time.perf_counter()
+    truth = generate(source, participants=participants, days=DAYS, hr_seconds=True)
+    info = {
+        "participants": participants,
+        "days": DAYS,
+        "files": len(truth.files),
+        "bytes": sum(f.stat().st_size for f in truth.files),
+        "rows": sum(d.intraday_rows for d in truth.days),
+        "generated_in_s": round(time.perf_counter() - t0, 1),
+    }
+    marker.write_text(json.dumps(info))
+    return source, info
+
+
+def _become_subreaper() -> None:
+    """Orphaned grandchildren (a pool's forkserver) are re-parented to us, so we reap and count them."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+
+
+def _reap(timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            time.sleep(0.01)
+
+
+def _tree_rss(me: psutil.Process) -> tuple[int, int]:
+    """(sum, largest) RSS over all our descendants."""
+    total = largest = 0
+    for p in me.children(recursive=True):
+        try:
+            rss = p.memory_info().rss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        total += rss
+        largest = max(largest, rss)
+    return total, largest
+
+
+def measure(task: str, source: pathlib.Path, work: pathlib.Path, args: list[str], pythonpath: str | None) -> dict:
+    """Run one task in a fresh process; its own timing plus the tree's peak RSS and CPU time."""
+    env = dict(os.environ)
+    paths = [str(ROOT)] + ([pythonpath] if pythonpath else [])
+    env["PYTHONPATH"] = os.pathsep.join(paths[::-1] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    cmd = [sys.executable, "-m", "bench.tasks", task, "--source", str(source), "--work", str(work), *args]
+    work.parent.mkdir(parents=True, exist_ok=True)
+    log_path = work.parent / f"{work.name}.log"
+    me = psutil.Process()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak_sum = peak_one = 0
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+        while proc.poll() is None:
+            total, largest = _tree_rss(me)
+            peak_sum, peak_one = max(peak_sum, total), max(peak_one, largest)
+            time.sleep(0.01)
+    _reap()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    output = log_path.read_text()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{output[-3000:]}")
+    line = next(x for x in output.splitlines()[::-1] if x.startswith("BENCH_RESULT "))
+    result = json.loads(line[len("BENCH_RESULT ") :])
+    result["peak_rss_mb"] = peak_sum / MB
+    result["peak_rss_largest_process_mb"] = peak_one / MB
+    result["cpu_s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return result
+
+
+def repeat(name: str, reps: int, task: str, source, work_root, args, pythonpath, fresh: bool = True) -> dict:
+    results = []
+    for i in range(reps):
+        work = work_root / (f"{name}-{i}" if fresh else name)
+        r = measure(task, source, work, args, pythonpath)
+        print(
+            f"  {name} #{i + 1}: {r['seconds']:.2f} s, peak {r['peak_rss_mb']:.0f} MB, cpu {r['cpu_s']:.1f} s"
+            + (f", phases {_fmt_phases(r['phases'])}" if r.get("phases") else ""),
+            flush=True,
+        )
+        results.append(r)
+    return summarise(name, results)
+
+
+def _fmt_phases(phases: dict) -> str:
+    return ", ".join(f"{k} {v:.2f}" for k, v in phases.items())
+
+
+def summarise(name: str, results: list[dict]) -> dict:
+    phases: dict[str, float] = {}
+    for key in results[0].get("phases", {}):
+        phases[key] = statistics.median(r["phases"].get(key, 0.0) for r in results)
+    return {
+        "name": name,
+        "reps": len(results),
+        "seconds": statistics.median(r["seconds"] for r in results),
+        "seconds_all": [round(r["seconds"], 3) for r in results],
+        "rows": results[0]["rows"],
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
+        "peak_rss_largest_process_mb": max(r["peak_rss_largest_process_mb"] for r in results),
+        "cpu_s": statistics.median(r["cpu_s"] for r in results),
+        "phases": phases,
+    }
+
+
+def machine() -> dict:
+    import duckdb
+    import numpy
+    import orjson
+    import pyarrow
+
+    try:
+        import pandas
+
+        pandas_version = pandas.__version__
+    except ImportError:
+        pandas_version = None
+    with open("/proc/cpuinfo") as cpuinfo:
+        model = next((x.split(":", 1)[1].strip() for x in cpuinfo if x.startswith("model name")), platform.processor())
+    return {
+        "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "nproc": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "duckdb": duckdb.__version__,
+        "pyarrow": pyarrow.__version__,
+        "numpy": numpy.__version__,
+        "orjson": orjson.__version__,
+        "pandas": pandas_version,
+        "load_average_at_start": os.getloadavg(),
+    }
+
+
+def table(rows: list[tuple[str, dict, dict]]) -> str:
+    out = [
+        "| measurement | data | reps | median s | rows/s | input MB/s | peak RSS tree MB | CPU s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for label, r, data in rows:
+        out.append(
+            f"| {label} | {data['participants']} p, {data['bytes'] / MB:.0f} MB, {data['rows'] / 1e6:.1f} M rows "
+            f"| {r['reps']} | {r['seconds']:.2f} | {r['rows'] / r['seconds'] / 1e6:.2f} M "
+            f"| {data['bytes'] / MB / r['seconds']:.0f} | {r['peak_rss_mb']:.0f} | {r['cpu_s']:.1f} |"
+        )
+    return "\n".join(out)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--participants", type=int, default=100)
+    p.add_argument("--scale", type=int, default=4, help="the larger run is this many times the data (0: skip)")
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--naive-reps", type=int, default=1, help="the naive reference is slow (~2 min a run)")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--only", default="run,incremental,transform,duckdb,naive,scale")
+    p.add_argument("--pythonpath", help="measure another copy of the package (e.g. a checkout of an older commit)")
+    p.add_argument("--label", default="", help="a name for this result set (saved in the JSON file)")
+    a = p.parse_args()
+    only = set(a.only.split(","))
+    _become_subreaper()
+    info = machine()
+    print("machine:", json.dumps(info))
+    source, data = dataset(a.participants)
+    print(f"data: {json.dumps(data)}")
+    work = CACHE / "work"
+    results: dict[str, dict] = {}
+    args = ["--workers", str(a.workers)]
+    pp = a.pythonpath
+    if "run" in only:
+        results["run"] = repeat("run", a.reps, "run", source, work, args, pp)
+        if "incremental" in only:
+            results["incremental"] = repeat("run-0", a.reps, "run", source, work, [*args, "--again"], pp, False)
+            results["incremental"]["name"] = "incremental"
+    if "transform" in only:
+        results["transform"] = repeat("transform", a.reps, "transform", source, work, args, pp)
+    if "duckdb" in only:
+        results["duckdb"] = repeat("duckdb", a.reps, "duckdb", source, work, args, pp)
+    if "naive" in only:
+        results["naive"] = repeat("naive", a.naive_reps, "naive", source, work, args, pp)
+    big_data = None
+    if "scale" in only and a.scale > 1:
+        big_source, big_data = dataset(a.participants * a.scale)
+        print(f"data x{a.scale}: {json.dumps(big_data)}")
+        results["transform_scaled"] = repeat("transform-x", a.reps, "transform", big_source, work, args, pp)
+        if "duckdb" in only:
+            results["duckdb_scaled"] = repeat("duckdb-x", a.reps, "duckdb", big_source, work, args, pp)
+
+    labels = {
+        "run": "project `run` end to end (DuckDB warehouse)",
+        "incremental": "project `run` again, nothing new",
+        "transform": "project transform stage (list + transform)",
+        "duckdb": "reference: DuckDB read_json + UNNEST -> Parquet",
+        "naive": "naive reference: json + dict rows + pandas",
+        "transform_scaled": f"project transform stage, x{a.scale}",
+        "duckdb_scaled": f"reference: DuckDB, x{a.scale}",
+    }
+    rows = [(labels[k], r, big_data if k.endswith("_scaled") else data) for k, r in results.items()]
+    print()
+    print(table(rows))
+    for k, r in results.items():
+        if r.get("phases"):
+            print(f"phases of {k} (median s): {_fmt_phases(r['phases'])}")
+    ratios = {}
+    if "duckdb" in results:
+        ref = results["duckdb"]["seconds"]
+        for k in ("transform", "run"):
+            if k in results:
+                ratios[f"{k} / duckdb"] = results[k]["seconds"] / ref
+    if "transform_scaled" in results and "duckdb_scaled" in results:
+        ratios["transform x / duckdb x"] = results["transform_scaled"]["seconds"] / results["duckdb_scaled"]["seconds"]
+    if "naive" in results:
+        for k in ("transform", "run"):
+            if k in results:
+                ratios[f"naive / {k}"] = results["naive"]["seconds"] / results[k]["seconds"]
+    if "transform_scaled" in results and "transform" in results:
+        ratios["transform time x / 1x"] = results["transform_scaled"]["seconds"] / results["transform"]["seconds"]
+        ratios["transform peak x / 1x"] = (
+            results["transform_scaled"]["peak_rss_mb"] / results["transform"]["peak_rss_mb"]
+        )
+    print()
+    for k, v in ratios.items():
+        print(f"ratio {k}: {v:.2f}")
+    print()
+    for name, ok in targets(results, ratios):
+        print(f"{'MET ' if ok else 'MISS'}  {name}")
+    CACHE.mkdir(parents=True, exist_ok=True)
+    out = CACHE / f"results-{dt.datetime.now():%Y%m%dT%H%M%S}.json"
+    payload = {"label": a.label, "machine": info, "data": data, "data_scaled": big_data, "results": results}
+    payload["ratios"] = ratios
+    out.write_text(json.dumps(payload, indent=2))
+    print(f"\nsaved {out}")
+
+
+def targets(results: dict, ratios: dict) -> list[tuple[str, bool]]:
+    out = []
+    if "transform / duckdb" in ratios:
+        out.append((f"transform <= {TARGET_TRANSFORM_VS_DUCKDB} x DuckDB", ratios["transform / duckdb"] <= 1.0))
+    if "run / duckdb" in ratios:
+        out.append((f"run <= {TARGET_RUN_VS_DUCKDB} x DuckDB", ratios["run / duckdb"] <= TARGET_RUN_VS_DUCKDB))
+    if "naive / transform" in ratios:
+        speedup = ratios["naive / transform"]
+        out.append((f"transform >= {TARGET_NAIVE_SPEEDUP:g} x faster than naive", speedup >= TARGET_NAIVE_SPEEDUP))
+    peak_1x = max((results[k]["peak_rss_mb"] for k in ("run", "transform") if k in results), default=None)
+    if peak_1x is not None:
+        out.append((f"peak RSS at 1x <= {TARGET_PEAK_1X_MB} MB (run and transform)", peak_1x <= TARGET_PEAK_1X_MB))
+    if "transform_scaled" in results:
+        peak = results["transform_scaled"]["peak_rss_mb"]
+        out.append((f"peak RSS at 4x <= {TARGET_PEAK_4X_MB} MB (transform)", peak <= TARGET_PEAK_4X_MB))
+    if "incremental" in results:
+        inc = results["incremental"]["seconds"]
+        out.append((f"incremental run with nothing new <= {TARGET_INCREMENTAL_S:g} s", inc <= TARGET_INCREMENTAL_S))
+    return out
+
+
+if __name__ == "__main__":
+    main()

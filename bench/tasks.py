@@ -1,0 +1,227 @@
+"""One measured task, run in its own process by :mod:`bench.benchmark`.
+
+``python -m bench.tasks TASK --source DIR --work DIR`` does one thing, times only that thing (imports
+and set-up excluded) and prints one line ``BENCH_RESULT {json}`` with the seconds and row counts.
+
+Tasks:
+
+- ``run``: the project's whole run (``pipeline.run``) into a fresh lake and DuckDB warehouse;
+  ``--again`` first does a run, then times a second one (an incremental run with nothing new).
+- ``transform``: listing plus the transform stage alone (JSON -> validated staging Parquet).
+- ``duckdb``: the reference, DuckDB's ``read_json`` + ``UNNEST`` -> Parquet, one file per activity.
+- ``naive``: per-file ``json.load``, a dict per row with ``datetime.strptime``, pandas, Parquet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import re
+import shutil
+import threading
+import time
+
+ACTIVITIES = ("heart", "calories", "steps", "elevation", "distance", "floors")
+# Intraday measures per activity, with their DuckDB types (as in fitbit_pipeline.activities).
+MEASURES = {
+    "heart": {"value": "INTEGER"},
+    "calories": {"level": "INTEGER", "mets": "INTEGER", "value": "DOUBLE"},
+    "steps": {"value": "INTEGER"},
+    "elevation": {"value": "DOUBLE"},
+    "distance": {"value": "DOUBLE"},
+    "floors": {"value": "INTEGER"},
+}
+RUN_ID = "benchmark"
+
+
+class _PhaseTimes(logging.Handler):
+    """Collects the pipeline's own ``<phase> done in <s> s`` log lines."""
+
+    pattern = re.compile(r"^(?P<phase>.+) done in (?P<s>[0-9.]+) s$")
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.phases: dict[str, float] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        m = self.pattern.match(record.getMessage())
+        if m:
+            phase = m["phase"].split(" ")[0] if m["phase"].startswith("transform") else m["phase"]
+            self.phases[phase] = self.phases.get(phase, 0.0) + float(m["s"])
+
+
+def task_run(source: str, work: str, workers: int, again: bool) -> dict:
+    from fitbit_pipeline import pipeline
+
+    lake, warehouse = os.path.join(work, "lake"), os.path.join(work, "warehouse.duckdb")
+    if again:
+        first = pipeline.run(source, lake, warehouse, "rural", workers=workers)
+        assert first.status == "succeeded", first.message
+    handler = _PhaseTimes()
+    logging.getLogger("fitbit_pipeline").addHandler(handler)
+    logging.getLogger("fitbit_pipeline").setLevel(logging.INFO)
+    t0 = time.perf_counter()
+    summary = pipeline.run(source, lake, warehouse, "rural", workers=workers)
+    seconds = time.perf_counter() - t0
+    expected = "nothing-new" if again else "succeeded"
+    assert summary.status == expected, (summary.status, summary.message)
+    rows = sum(v for k, v in summary.rows_by_table.items() if k.startswith("intraday_"))
+    return {"seconds": seconds, "rows": rows, "phases": handler.phases, "status": summary.status}
+
+
+def task_transform(source: str, work: str, workers: int) -> dict:
+    from fitbit_pipeline.sources import list_documents
+    from fitbit_pipeline.transform import RunContext, transform
+
+    staging = os.path.join(work, "staging")
+    ctx = RunContext(
+        run_id=RUN_ID,
+        run_date=dt.date.today(),
+        staging_uri=staging,
+        quarantine_uri=os.path.join(work, "quarantine"),
+        processed_at=dt.datetime.now(),
+    )
+    t0 = time.perf_counter()
+    docs = list_documents(source).docs
+    listed = time.perf_counter() - t0
+    result = transform(docs, ctx, workers=workers)
+    seconds = time.perf_counter() - t0
+    assert result.statuses.get("rejected", 0) == 0, result.statuses
+    intraday = _parquet_rows(staging, "intraday_*")
+    return {"seconds": seconds, "rows": intraday, "phases": {"list": listed, "transform": seconds - listed}}
+
+
+def _parquet_rows(root: str, pattern: str) -> int:
+    import duckdb
+
+    return int(duckdb.sql(f"SELECT COUNT(*) FROM read_parquet('{root}/{pattern}/*.parquet')").fetchall()[0][0])
+
+
+def duckdb_sql(source: str, out: str, activity: str) -> str:
+    """DuckDB reads the files of one activity and writes the project's intraday columns to Parquet."""
+    measures = MEASURES[activity]
+    row = 'STRUCT("time" VARCHAR, ' + ", ".join(f'"{m}" {t}' for m, t in measures.items()) + ")"
+    columns = {
+        f"activities-{activity}": 'STRUCT("dateTime" VARCHAR)[]',
+        f"activities-{activity}-intraday": f"STRUCT(dataset {row}[])",
+    }
+    spec = "{" + ", ".join(f"'{k}': '{v}'" for k, v in columns.items()) + "}"
+    files = f"{source}/*/*/{activity}.json"  # the by-participant-and-date layout
+    values = ", ".join(f'r."{m}" AS "{m}"' for m in measures)
+    return (
+        "COPY (SELECT regexp_extract(filename, '([^/]+)/[^/]+/[^/]+$', 1) AS participant_id, d AS date, "
+        f"d + CAST(r.\"time\" AS TIME) AS ts, {values}, filename AS source_file, '{RUN_ID}' AS run_id "
+        f'FROM (SELECT filename, CAST("activities-{activity}"[1]."dateTime" AS DATE) AS d, '
+        f'unnest("activities-{activity}-intraday".dataset) AS r '
+        f"FROM read_json('{files}', columns = {spec}, format = 'newline_delimited', filename = true, "
+        "maximum_object_size = 268435456))) "
+        f"TO '{out}/intraday_{activity}.parquet' (FORMAT parquet, COMPRESSION zstd)"
+    )
+
+
+def task_duckdb(source: str, work: str, workers: int) -> dict:
+    """All cores: ``threads`` = the core count, and the six activities shared by two cursors."""
+    import duckdb
+
+    out = os.path.join(work, "duckdb")
+    os.makedirs(out, exist_ok=True)
+    con = duckdb.connect(
+        config={
+            "autoinstall_known_extensions": "false",
+            "autoload_known_extensions": "false",
+            "threads": os.cpu_count() or 1,
+            "preserve_insertion_order": "false",
+        }
+    )
+    todo = list(ACTIVITIES)
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        cur = con.cursor()
+        while True:
+            with lock:
+                if not todo:
+                    return
+                activity = todo.pop(0)
+            try:
+                cur.execute(duckdb_sql(source, out, activity))
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
+                errors.append(exc)
+                return
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seconds = time.perf_counter() - t0
+    if errors:
+        raise errors[0]
+    rows = int(con.sql(f"SELECT COUNT(*) FROM read_parquet('{out}/*.parquet')").fetchall()[0][0])
+    return {"seconds": seconds, "rows": rows}
+
+
+def task_naive(source: str, work: str, workers: int) -> dict:
+    """What a typical hand-written Glue/pandas script does: everything per row, in Python objects."""
+    import glob
+    from datetime import datetime
+
+    import pandas as pd
+
+    out = os.path.join(work, "naive")
+    os.makedirs(out, exist_ok=True)
+    t0 = time.perf_counter()
+    rows: dict[str, list[dict]] = {a: [] for a in ACTIVITIES}
+    for path in sorted(glob.glob(os.path.join(source, "*", "*", "*.json"))):
+        activity = os.path.basename(path)[: -len(".json")]
+        participant = path.split(os.sep)[-3]
+        with open(path) as fh:
+            doc = json.load(fh)
+        day = doc[f"activities-{activity}"][0]["dateTime"]
+        for r in doc[f"activities-{activity}-intraday"]["dataset"]:
+            row = {
+                "participant_id": participant,
+                "date": datetime.strptime(day, "%Y-%m-%d").date(),
+                "ts": datetime.strptime(f"{day} {r['time']}", "%Y-%m-%d %H:%M:%S"),
+            }
+            for m in MEASURES[activity]:
+                row[m] = r[m]
+            row["source_file"] = path
+            row["run_id"] = RUN_ID
+            rows[activity].append(row)
+    total = 0
+    for activity, items in rows.items():
+        df = pd.DataFrame(items)
+        total += len(df)
+        df.to_parquet(os.path.join(out, f"intraday_{activity}.parquet"), compression="zstd", index=False)
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "rows": total}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("task", choices=["run", "transform", "duckdb", "naive"])
+    p.add_argument("--source", required=True)
+    p.add_argument("--work", required=True)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--again", action="store_true", help="run: time a second run with nothing new")
+    a = p.parse_args()
+    shutil.rmtree(a.work, ignore_errors=True)
+    os.makedirs(a.work)
+    source = os.path.abspath(a.source)
+    if a.task == "run":
+        result = task_run(source, a.work, a.workers, a.again)
+    else:
+        result = {"transform": task_transform, "duckdb": task_duckdb, "naive": task_naive}[a.task](
+            source, a.work, a.workers
+        )
+    print("BENCH_RESULT " + json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
