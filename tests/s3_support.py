@@ -23,12 +23,20 @@ def free_port() -> int:
 class FaultProxy:
     """Forwards HTTP to ``target_port``; request number k fails with 503 SlowDown when
     ``k % slowdown_every == 0`` and with a connection reset when ``k % reset_every == 0``.
-    At most ``max_faults`` faults are injected, so the test stays bounded."""
+    At most ``max_faults`` faults are injected, so the test stays bounded. A GET whose path contains one
+    of ``outage`` always fails with 503 (an object that stays unavailable through every retry)."""
 
-    def __init__(self, target_port: int, slowdown_every: int = 5, reset_every: int = 7, max_faults: int = 400):
+    def __init__(
+        self,
+        target_port: int,
+        slowdown_every: int = 5,
+        reset_every: int = 7,
+        max_faults: int = 400,
+        outage: tuple[str, ...] = (),
+    ):
         self.target_port = target_port
         self.count = 0
-        self.faults = {"slowdown": 0, "reset": 0}
+        self.faults = {"slowdown": 0, "reset": 0, "outage": 0}
         self.lock = threading.Lock()
         proxy = self
 
@@ -52,9 +60,11 @@ class FaultProxy:
                 with proxy.lock:
                     proxy.count += 1
                     k = proxy.count
-                    budget = sum(proxy.faults.values()) < max_faults
+                    budget = proxy.faults["slowdown"] + proxy.faults["reset"] < max_faults
                     fault = None
-                    if budget and k % reset_every == 0:
+                    if self.command == "GET" and any(o in self.path for o in outage):
+                        fault = "outage"
+                    elif budget and k % reset_every == 0:
                         fault = "reset"
                     elif budget and k % slowdown_every == 0:
                         fault = "slowdown"
@@ -65,7 +75,7 @@ class FaultProxy:
                     self.connection.close()
                     self.close_connection = True
                     return
-                if fault == "slowdown":
+                if fault in ("slowdown", "outage"):
                     self.send_response(503)
                     self.send_header("Content-Type", "application/xml")
                     self.send_header("Content-Length", str(len(SLOW_DOWN)))

@@ -147,6 +147,32 @@ def test_faults_on_the_wire_still_load_every_object_exactly_once(s3, tmp_path, m
     assert s3.sql("SELECT COUNT(*) FROM rural.pipeline_files WHERE status = 'loaded'") == [(24,)]
 
 
+def test_an_object_unavailable_through_every_retry_is_reported_and_read_by_the_next_run(
+    s3, tmp_path, moto_port, monkeypatch
+) -> None:
+    truth = generate(tmp_path / "gen", participants=1, days=2, seed=12)
+    s3.put_tree(tmp_path / "gen")
+    pid = truth.days[0].participant_id
+    day = min(d.date for d in truth.days).isoformat()
+    key = f"{pid}/{day}/steps.json"
+    monkeypatch.setenv("FITBIT_S3_MAX_ATTEMPTS", "2")
+    with FaultProxy(moto_port, slowdown_every=10**6, reset_every=10**6, outage=(key,)) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{proxy.port}")
+        first = s3.run()
+    assert proxy.faults["outage"] > 0
+    assert first.status == "succeeded" and first.totals["files_rejected"] == 1
+    [(source, rule, reason)] = s3.sql(
+        "SELECT source_file, rule_id, reason FROM rural.pipeline_files WHERE status = 'rejected'"
+    )
+    assert source.endswith(key) and rule == "read_failed" and "reduce your request rate" in reason
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{moto_port}")
+    again = s3.run()  # no --retry-rejected needed: a transport fault is not a verdict on the file
+    assert again.totals["files_retried"] == 1 and again.totals["files_unchanged"] == 11
+    assert again.totals["files_loaded"] == 1
+    assert s3.sql("SELECT COUNT(*) FROM rural.pipeline_files WHERE status = 'rejected'") == [(0,)]
+    assert s3.sql("SELECT COUNT(*) FROM rural.intraday_steps") == [(truth.total_rows("steps"),)]
+
+
 def _zip(members: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:

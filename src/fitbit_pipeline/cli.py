@@ -160,14 +160,27 @@ def run(
         raise typer.Exit(3)
 
 
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
 def _print_summary(summary: pipeline.RunSummary, src: str, s: Settings) -> None:
     t = summary.totals
     console.print(f"\n[bold]Run {summary.run_id}[/bold]: {summary.status} in {summary.duration_s:.1f} s")
     console.print(f"  source    {src}\n  lake      {s.lake_uri()}\n  warehouse {mask_url(s.warehouse_target())}")
     console.print(
         f"  files: found {t['files_found']}, new {t['files_new']}, changed {t['files_changed']}, "
-        f"unchanged {t['files_unchanged']}, loaded {t['files_loaded']}, rejected {t['files_rejected']}, "
+        f"unchanged {t['files_unchanged']}, retried {t['files_retried']}, "
+        f"loaded {t['files_loaded']}, rejected {t['files_rejected']}, "
         f"superseded {t['files_superseded']}"
+    )
+    console.print(
+        f"  transferred: {summary.objects} objects listed ({_size(summary.bytes_listed)}), "
+        f"{_size(summary.bytes_read)} of documents read (uncompressed)"
     )
     if summary.status == "nothing-new":
         console.print("  Nothing new: every file is already loaded.")

@@ -184,7 +184,7 @@ def plan_run(
         new_run_id(started), started, run_date or started.date(), source, lake_uri, listing.objects, listing.bytes
     )
     known = wh.known_files()
-    retry = wh.files_with_rejects() if retry_rejected else set()
+    retry = wh.files_failed_to_read() | (wh.files_with_rejects() if retry_rejected else set())
     for doc in listing.docs:
         activity = _activity_of(doc)
         c = plan.counts.setdefault(activity, Counter())

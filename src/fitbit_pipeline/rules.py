@@ -24,6 +24,7 @@ class Rule:
 _RULES = (
     # Whole file rejected (the ledger records the reason; raw bytes are kept).
     Rule("file_unreadable", "error", "file", "the object could not be read"),
+    Rule("read_failed", "error", "file", "storage or network fault after the retries: the next run reads it again"),
     Rule("invalid_json", "error", "file", "the file is not valid JSON"),
     Rule("unknown_layout", "error", "file", "the path matches no known export layout"),
     Rule("wrong_structure", "error", "file", "the JSON does not have the Fitbit response structure"),

@@ -11,6 +11,7 @@ import datetime as dt
 import os
 import posixpath
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,7 @@ class SourceDoc:
     fingerprint: str  # changes when the content changes
     delivery_rank: str  # larger wins when two deliveries of the same participant-day compete
     error: str | None = None  # set when the document cannot be read at all
+    transient: bool = False  # the error is a storage or network fault: the next run tries again
 
     @property
     def archive(self) -> str | None:
@@ -105,6 +107,26 @@ def delivery_rank(export_end: dt.date | None, object_time: dt.datetime, source_f
     return f"{end}|{object_time:%Y-%m-%dT%H:%M:%S.%f}|{source_file}"
 
 
+class ArchiveError(ValueError):
+    """An archive member that breaks a safety limit (never retried: the bytes are the problem)."""
+
+
+_NETWORK_MODULES = ("botocore", "aiobotocore", "aiohttp", "urllib3", "requests", "http")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A fault of the storage or the network (throttling or 5xx after the retries, reset, timeout,
+    an object gone since the listing), as opposed to a fault of the bytes (a corrupt or unsafe archive)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, zipfile.BadZipFile | EOFError | zlib.error | ArchiveError | NotImplementedError):
+            return False
+        if isinstance(seen, OSError) or type(seen).__module__.split(".")[0] in _NETWORK_MODULES:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def unsafe_member(name: str) -> str | None:
     """Why a zip member name is unsafe (absolute, drive letter, or ``..``), else None."""
     parts = name.replace("\\", "/").split("/")
@@ -132,6 +154,7 @@ def _zip_docs(fs: fsspec.AbstractFileSystem, path: str, info: dict[str, Any]) ->
             _fingerprint(info),
             delivery_rank(rank_end, obj_time, uri),
             error=f"unreadable zip archive: {type(exc).__name__}: {exc}",
+            transient=is_transient(exc),
         )
         return
     for m in members:
@@ -210,7 +233,7 @@ class Reader:
             with self._zip.open(doc.member) as fh:
                 data = fh.read(MAX_MEMBER_BYTES + 1)
             if len(data) > MAX_MEMBER_BYTES:
-                raise OSError("member larger than declared (zip bomb guard)")
+                raise ArchiveError("member larger than declared (zip bomb guard)")
         self.bytes_read += len(data)
         return data
 

@@ -28,7 +28,7 @@ from .layouts import LayoutError, match
 from .limits import DEFAULT_LIMITS, Limits
 from .parse import FileContext, FileRejected, Parsed, parse_document
 from .rules import rule
-from .sources import Reader, SourceDoc, filesystem, full_uri
+from .sources import Reader, SourceDoc, filesystem, full_uri, is_transient
 
 _EPOCH = dt.date(1970, 1, 1)
 CHUNK_BYTES = 32 << 20
@@ -155,6 +155,11 @@ def _file_row(doc: SourceDoc, ctx: RunContext, **values: Any) -> dict[str, Any]:
     return row
 
 
+def _unreadable(transient: bool) -> str:
+    """The rule of a document that could not be read: ``read_failed`` (retried by the next run) or not."""
+    return "read_failed" if transient else "file_unreadable"
+
+
 def process_chunk(chunk_id: str, docs: Sequence[SourceDoc], ctx: RunContext) -> ChunkResult:
     """Parse, validate and stage one chunk of documents. Never raises for one bad document."""
     result = ChunkResult()
@@ -168,11 +173,11 @@ def process_chunk(chunk_id: str, docs: Sequence[SourceDoc], ctx: RunContext) -> 
             info: dict[str, Any] = {}
             try:
                 if doc.error:
-                    raise FileRejected("file_unreadable", doc.error)
+                    raise FileRejected(_unreadable(doc.transient), doc.error)
                 try:
                     data = reader.read(doc)
                 except Exception as exc:  # any I/O or archive fault rejects this document only
-                    raise FileRejected("file_unreadable", f"{type(exc).__name__}: {exc}") from None
+                    raise FileRejected(_unreadable(is_transient(exc)), f"{type(exc).__name__}: {exc}") from None
                 try:
                     path = match(doc.logical_path)
                 except LayoutError as exc:

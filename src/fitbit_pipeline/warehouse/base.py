@@ -76,6 +76,11 @@ class Warehouse(abc.ABC):
             r[0] for r in self.query(f"SELECT source_file FROM {files} WHERE status = 'rejected' OR rows_rejected > 0")
         }
 
+    def files_failed_to_read(self) -> set[str]:
+        """Files whose last read hit a storage or network fault: every run retries them."""
+        files = self.names.q(schema.PIPELINE_FILES.name)
+        return {r[0] for r in self.query(f"SELECT source_file FROM {files} WHERE rule_id = 'read_failed'")}
+
     def staged_rule_counts(self) -> list[tuple[str, int]]:
         rejects = self.names.q(schema.REJECTED_RECORDS.staging_name)
         return [
