@@ -37,6 +37,7 @@ class FaultProxy:
         self.target_port = target_port
         self.count = 0
         self.faults = {"slowdown": 0, "reset": 0, "outage": 0}
+        self.in_flight = self.max_in_flight = 0  # requests being served at once
         self.lock = threading.Lock()
         proxy = self
 
@@ -56,6 +57,16 @@ class FaultProxy:
                 return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
             def _handle(self) -> None:
+                with proxy.lock:
+                    proxy.in_flight += 1
+                    proxy.max_in_flight = max(proxy.max_in_flight, proxy.in_flight)
+                try:
+                    self._forward()
+                finally:
+                    with proxy.lock:
+                        proxy.in_flight -= 1
+
+            def _forward(self) -> None:
                 body = self._body()
                 with proxy.lock:
                     proxy.count += 1

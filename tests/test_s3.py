@@ -160,6 +160,7 @@ def test_an_object_unavailable_through_every_retry_is_reported_and_read_by_the_n
         monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{proxy.port}")
         first = s3.run()
     assert proxy.faults["outage"] > 0
+    assert proxy.max_in_flight > 1  # one worker, yet the small objects were fetched concurrently
     assert first.status == "succeeded" and first.totals["files_rejected"] == 1
     [(source, rule, reason)] = s3.sql(
         "SELECT source_file, rule_id, reason FROM rural.pipeline_files WHERE status = 'rejected'"

@@ -12,7 +12,7 @@ import os
 import posixpath
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,6 +105,9 @@ def delivery_rank(export_end: dt.date | None, object_time: dt.datetime, source_f
     """A string that sorts like (export end date, object time, source file)."""
     end = export_end.isoformat() if export_end else "0000-00-00"
     return f"{end}|{object_time:%Y-%m-%dT%H:%M:%S.%f}|{source_file}"
+
+
+FETCH_CONCURRENCY = int(os.environ.get("FITBIT_S3_CONCURRENCY", "16"))  # requests in flight per worker
 
 
 class ArchiveError(ValueError):
@@ -217,12 +220,26 @@ class Reader:
         self._archive: str | None = None
         self._handle: Any = None
         self._zip: zipfile.ZipFile | None = None
+        self._fetched: dict[str, bytes | BaseException] = {}
         self.bytes_read = 0
+
+    def prefetch(self, docs: Sequence[SourceDoc]) -> None:
+        """Fetch the loose objects among ``docs`` concurrently (object stores only; at most
+        ``FETCH_CONCURRENCY`` requests in flight); :meth:`read` then takes them from memory. A chunk is
+        bounded in bytes, so is this. Zip members are read from their archive by range requests instead."""
+        if isinstance(self.fs, fsspec.implementations.local.LocalFileSystem):
+            return
+        paths = [self.fs._strip_protocol(d.object_path) for d in docs if d.member is None and d.error is None]
+        if len(paths) > 1:
+            self._fetched = self.fs.cat(paths, on_error="return", batch_size=FETCH_CONCURRENCY)
 
     def read(self, doc: SourceDoc) -> bytes:
         path = self.fs._strip_protocol(doc.object_path)
         if doc.member is None:
-            data = self.fs.cat_file(path)
+            fetched = self._fetched.pop(path, None)
+            if isinstance(fetched, BaseException):
+                raise fetched
+            data = fetched if fetched is not None else self.fs.cat_file(path)
         else:
             if self._archive != doc.object_path:
                 self.close()

@@ -167,6 +167,7 @@ def process_chunk(chunk_id: str, docs: Sequence[SourceDoc], ctx: RunContext) -> 
     rows: dict[str, list[dict[str, Any]]] = {t.name: [] for t in schema.STAGED_TABLES if t.kind != "intraday"}
     fs, _ = filesystem(docs[0].object_path if docs else ".")
     with Reader(fs) as reader:
+        reader.prefetch(docs)
         for doc in docs:
             result.files += 1
             data: bytes | None = None
