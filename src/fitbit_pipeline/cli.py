@@ -120,15 +120,7 @@ def run(
                 f"[yellow]The source {src} held no files: generated a sample of {len(truth.files)} files "
                 "(3 participants x 7 days x 6 activities).[/yellow]"
             )
-    progress = Progress(
-        TextColumn("[bold]transforming"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        disable=as_json,
-        transient=True,
-    )
+    progress = _progress("transforming", as_json)
     task = progress.add_task("files", total=None)
     with progress:
         try:
@@ -158,6 +150,12 @@ def run(
         _print_summary(summary, src, s)
     if summary.status == "gated":
         raise typer.Exit(3)
+
+
+def _progress(label: str, quiet: bool) -> Progress:
+    """A progress bar of files on stderr (none with ``--json``)."""
+    columns = (TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    return Progress(*columns, console=err, disable=quiet, transient=True)
 
 
 def _size(n: int) -> str:
@@ -301,15 +299,7 @@ def validate(
     from .validate import validate as run_validation
 
     s = _load_settings()
-    progress = Progress(
-        TextColumn("[bold]validating"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        disable=as_json,
-        transient=True,
-    )
+    progress = _progress("validating", as_json)
     task = progress.add_task("files", total=None)
     with progress:
         report = run_validation(
