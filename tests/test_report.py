@@ -137,7 +137,7 @@ def test_report_renders_in_headless_chromium(env, study, tmp_path) -> None:
     assert CHROMIUM, "CI must install chromium (scripts/test.sh does with apt-get)"
     end, truth = study
     with open_warehouse(str(env.warehouse), "rural") as wh:
-        data = reporting.build(wh, end - dt.timedelta(days=6), end, utc_note="UTC timestamps are empty")
+        data = reporting.build(wh, end - dt.timedelta(days=6), end)
     out = reporting.write(data, str(tmp_path / "report.html"))
     a_steps = next(d for d in truth.days if d.participant_id == "A-active" and d.activity == "steps" and d.date == end)
     from playwright.sync_api import sync_playwright

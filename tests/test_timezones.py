@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import datetime as dt
 
+import duckdb
 import numpy as np
 import pytest
 
+from fitbit_pipeline import report as reporting
+from fitbit_pipeline import schema
+from fitbit_pipeline.sample_data import generate
+from fitbit_pipeline.settings import Settings
 from fitbit_pipeline.timezones import AMBIGUOUS, NONEXISTENT, ZoneMap, to_utc
+from fitbit_pipeline.warehouse import open_warehouse
+
+from .conftest import WAREHOUSES
+
+INTRADAY = [t.name for t in schema.INTRADAY.values()]
 
 NY = "America/New_York"
 
@@ -77,3 +87,106 @@ def test_zone_map_from_csv_with_validity_and_default(tmp_path) -> None:
     path.write_text("participant_id,timezone,valid_from,valid_to\nP1,Mars/Olympus,,\n")
     with pytest.raises(ValueError, match="line 2: unknown IANA time zone 'Mars/Olympus'"):
         ZoneMap.from_csv(path)
+
+
+# ---- end to end: generated exports around the 2024 DST changes, the real pipeline, a real warehouse ----
+
+DAYS = [("2024-03-09", 3), ("2024-07-01", 1), ("2024-11-02", 3)]  # spring forward 03-10, fall back 11-03
+SPAN = "participant_id,timezone,valid_from,valid_to\nBERLIN,Europe/Berlin,2024-11-01,2024-11-30\n"
+
+
+def _study(source) -> None:
+    for start, days in DAYS:
+        generate(source, participant_ids=["BERLIN", "NY"], days=days, start=dt.date.fromisoformat(start), seed=5)
+
+
+def _zones(tmp_path) -> ZoneMap:
+    (tmp_path / "zones.csv").write_text(SPAN)
+    return Settings(
+        fitbit_timezones_csv=str(tmp_path / "zones.csv"), fitbit_default_timezone=NY, _env_file=None
+    ).zone_map()
+
+
+def _at(env, pid: str, local: str) -> tuple:
+    """(ts_utc, tz_flag) of the steps row of ``pid`` at local time ``local``."""
+    return tuple(
+        env.sql(
+            "SELECT ts_utc, tz_flag FROM rural.intraday_steps WHERE participant_id = ? AND ts = ?",
+            [pid, dt.datetime.fromisoformat(local)],
+        )[0]
+    )
+
+
+def _utc(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text)
+
+
+@pytest.mark.parametrize("warehouse_kind", WAREHOUSES)
+def test_pipeline_fills_utc_and_flags_the_dst_days(env, tmp_path) -> None:
+    _study(env.source)
+    s = env.run(workers=2, zones=_zones(tmp_path))  # two workers: the zone map travels to the pool
+    assert s.status == "succeeded" and s.totals["rows_rejected"] == 0
+    # Ordinary days: a constant offset, EST (+5 h) or EDT (+4 h); no flags.
+    offsets = env.sql(
+        "SELECT date, MIN(ts_utc - ts), MAX(ts_utc - ts), COUNT(*), COUNT(tz_flag) FROM rural.intraday_steps "
+        "WHERE participant_id = 'NY' AND date NOT IN (?, ?) GROUP BY date ORDER BY date",
+        [dt.date(2024, 3, 10), dt.date(2024, 11, 3)],
+    )
+    h = dt.timedelta(hours=1)
+    assert [(str(d), lo, hi, n, f) for d, lo, hi, n, f in offsets] == [
+        ("2024-03-09", 5 * h, 5 * h, 1440, 0),
+        ("2024-03-11", 4 * h, 4 * h, 1440, 0),
+        ("2024-07-01", 4 * h, 4 * h, 1440, 0),
+        ("2024-11-02", 4 * h, 4 * h, 1440, 0),
+        ("2024-11-04", 5 * h, 5 * h, 1440, 0),
+    ]
+    # Spring forward (2024-03-10): the exported minutes 02:00-02:59 do not exist: no UTC time, flagged.
+    gap = env.sql(
+        "SELECT MIN(ts), MAX(ts), COUNT(*), COUNT(ts_utc) FROM rural.intraday_steps "
+        "WHERE participant_id = 'NY' AND tz_flag = 'nonexistent'"
+    )
+    assert gap == [(_utc("2024-03-10T02:00"), _utc("2024-03-10T02:59"), 60, 0)]
+    assert _at(env, "NY", "2024-03-10T01:59") == (_utc("2024-03-10T06:59"), None)
+    assert _at(env, "NY", "2024-03-10T03:00") == (_utc("2024-03-10T07:00"), None)
+    # Fall back (2024-11-03): 01:00-01:59 occur twice; the first occurrence (EDT) is taken, flagged.
+    repeated = env.sql(
+        "SELECT MIN(ts), MAX(ts), MIN(ts_utc), MAX(ts_utc), COUNT(*) FROM rural.intraday_steps "
+        "WHERE participant_id = 'NY' AND tz_flag = 'ambiguous'"
+    )
+    assert repeated == [
+        (_utc("2024-11-03T01:00"), _utc("2024-11-03T01:59"), _utc("2024-11-03T05:00"), _utc("2024-11-03T05:59"), 60)
+    ]
+    assert _at(env, "NY", "2024-11-03T00:59") == (_utc("2024-11-03T04:59"), None)
+    assert _at(env, "NY", "2024-11-03T02:00") == (_utc("2024-11-03T07:00"), None)
+    # BERLIN is in Europe/Berlin during its CSV span (CET, +1 h, no transition on 11-03) and New York outside it.
+    assert _at(env, "BERLIN", "2024-11-03T01:30") == (_utc("2024-11-03T00:30"), None)
+    assert _at(env, "BERLIN", "2024-11-04T12:00") == (_utc("2024-11-04T11:00"), None)
+    assert _at(env, "BERLIN", "2024-03-10T02:30") == (None, "nonexistent")
+    assert _at(env, "BERLIN", "2024-07-01T12:00") == (_utc("2024-07-01T16:00"), None)
+    # Every intraday table carries the columns; the production lake holds the same values.
+    for name in INTRADAY:
+        counts = env.sql(f"SELECT COUNT(*), COUNT(ts_utc), COUNT(tz_flag) FROM rural.{name}")
+        files = f"{env.lake}/production/{name}/*/*.parquet"
+        lake = duckdb.sql(f"SELECT COUNT(*), COUNT(ts_utc), COUNT(tz_flag) FROM read_parquet('{files}')").fetchall()
+        assert lake == counts and counts[0][1] > 0
+    with open_warehouse(env.target, "rural") as wh:
+        note = reporting.build(wh, dt.date(2024, 3, 9), dt.date(2024, 11, 4)).utc_note
+    flagged = dict(env.sql(f"SELECT tz_flag, COUNT(*) FROM ({_all_flags()}) f GROUP BY 1"))
+    assert flagged["nonexistent"] >= 2 * 5 * 60 and flagged["ambiguous"] >= 5 * 60  # 5 minute activities
+    assert f"{flagged['nonexistent']} nonexistent" in note and f"{flagged['ambiguous']} ambiguous" in note
+
+
+def _all_flags() -> str:
+    return " UNION ALL ".join(f"SELECT tz_flag FROM rural.{n} WHERE tz_flag IS NOT NULL" for n in INTRADAY)
+
+
+def test_without_a_mapping_utc_stays_empty_and_the_report_says_so(env) -> None:
+    _study(env.source)
+    assert env.run().status == "succeeded"
+    for name in INTRADAY:
+        n, with_utc, flagged = env.sql(f"SELECT COUNT(*), COUNT(ts_utc), COUNT(tz_flag) FROM rural.{name}")[0]
+        assert n > 0 and with_utc == flagged == 0
+    with open_warehouse(env.target, "rural") as wh:
+        data = reporting.build(wh, dt.date(2024, 3, 9), dt.date(2024, 11, 4))
+    assert data.utc_note == reporting.NO_UTC
+    assert "no participant time-zone mapping is configured" in reporting.render_html(data)

@@ -106,7 +106,8 @@ def run(
     engine = engine or s.fitbit_engine
     try:
         pipeline.transformer(engine)
-    except (ValueError, ImportError) as exc:
+        zones = s.zone_map()
+    except (ValueError, ImportError, OSError) as exc:
         hint = " (install the extra: pip install 'fitbit-pipeline[spark]')" if isinstance(exc, ImportError) else ""
         err.print(f"[red]configuration error:[/red] {escape(str(exc))}{hint}")
         raise typer.Exit(2) from None
@@ -138,6 +139,7 @@ def run(
                 on_start=lambda n: progress.update(task, total=n),
                 on_progress=lambda n: progress.advance(task, n),
                 engine=engine,
+                zones=zones,
             )
         except Exception as exc:
             err.print(f"[red]run failed:[/red] {escape(f'{type(exc).__name__}: {exc}')}")
@@ -360,21 +362,8 @@ def report(
             err.print("The warehouse holds no data yet: run `fitbit-pipeline run` first.")
             raise typer.Exit(1)
         first = dt.date.fromisoformat(start) if start else last - dt.timedelta(days=6)
-        zones = s.zone_map()
-        note = (
-            None
-            if not zones.empty
-            else (
-                "UTC timestamps are empty: no participant time-zone mapping is configured "
-                "(FITBIT_TIMEZONES_CSV, FITBIT_DEFAULT_TIMEZONE)."
-            )
-        )
         data = reporting.build(
-            wh,
-            first,
-            last,
-            rules=reporting.SilentRules(s.fitbit_silent_after_days, s.fitbit_wear_drop_ratio),
-            utc_note=note,
+            wh, first, last, rules=reporting.SilentRules(s.fitbit_silent_after_days, s.fitbit_wear_drop_ratio)
         )
     reporting.write(data, out)
     console.print(f"Wrote {out}: {len(data.participants)} participants, {first} to {last}")

@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     job = _start(args)
     docs = len(plan.groups.get(activity, []))
     log.info("run %s: staging %d %s documents from the plan in %s", run_id, docs, activity, lake)
-    result = pipeline.transform_run(plan, [activity], limits=s.limits(), engine="spark")
+    result = pipeline.transform_run(plan, [activity], limits=s.limits(), engine="spark", zones=s.zone_map())
     summary = {
         "run_id": run_id,
         "activity": activity,

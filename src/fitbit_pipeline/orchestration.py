@@ -44,7 +44,7 @@ def detect_new_files(settings: Settings | None = None) -> dict[str, Any]:
             log.info("nothing new: %s", summary.as_dict()["totals"])
             return {}
     if UNKNOWN in plan.groups:
-        pipeline.transform_run(plan, [UNKNOWN], workers=s.workers(), limits=s.limits())
+        pipeline.transform_run(plan, [UNKNOWN], workers=s.workers(), limits=s.limits(), zones=s.zone_map())
     return {"run_id": plan.run_id, "files": {g: len(d) for g, d in plan.groups.items()}}
 
 
@@ -52,7 +52,7 @@ def process_activity(run_id: str, activity: str, settings: Settings | None = Non
     """Parse, validate and stage one activity's new files (idempotent: a retry replaces its parts)."""
     s = settings or Settings()
     plan = Plan.load(s.lake_uri(), run_id)
-    result = pipeline.transform_run(plan, [activity], workers=s.workers(), limits=s.limits())
+    result = pipeline.transform_run(plan, [activity], workers=s.workers(), limits=s.limits(), zones=s.zone_map())
     return {
         "activity": activity,
         "files": result.files,
@@ -114,7 +114,6 @@ def compliance_report(run_id: str, settings: Settings | None = None) -> dict[str
             last - dt.timedelta(days=6),
             last,
             rules=reporting.SilentRules(s.fitbit_silent_after_days, s.fitbit_wear_drop_ratio),
-            utc_note=None if not s.zone_map().empty else "UTC timestamps are empty: no time-zone mapping configured.",
         )
     uri = reporting.write(data, posixpath.join(s.lake_uri(), "reports", f"compliance-{run_id}.html"))
     alert = reporting.silent_alert(data)

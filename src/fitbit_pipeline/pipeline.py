@@ -24,6 +24,7 @@ from .gate import GateLimits, GateResult
 from .layouts import LayoutError, match
 from .limits import DEFAULT_LIMITS, Limits
 from .sources import SourceDoc, filesystem, list_documents
+from .timezones import ZoneMap
 from .transform import ChunkResult, RunContext, iter_parts, transform
 from .warehouse import Warehouse, open_warehouse
 
@@ -112,7 +113,7 @@ class Plan:
     def todo(self) -> int:
         return sum(len(g) for g in self.groups.values())
 
-    def context(self, limits: Limits = DEFAULT_LIMITS) -> RunContext:
+    def context(self, limits: Limits = DEFAULT_LIMITS, zones: ZoneMap | None = None) -> RunContext:
         return RunContext(
             run_id=self.run_id,
             run_date=self.run_date,
@@ -120,6 +121,7 @@ class Plan:
             quarantine_uri=lake.quarantine_uri(self.lake, self.run_id),
             processed_at=self.started_at,
             limits=limits,
+            zones=zones,
         )
 
     def save(self) -> None:
@@ -210,10 +212,12 @@ def transform_run(
     limits: Limits = DEFAULT_LIMITS,
     on_progress: Callable[[int], None] | None = None,
     engine: str = "local",
+    zones: ZoneMap | None = None,
 ) -> ChunkResult:
     """Stage the documents of ``groups`` (default: all). Re-running a group replaces its parts.
 
     ``engine``: ``local`` (a process pool) or ``spark`` (the running Spark session, else local mode).
+    ``zones``: the participants' time zones for ``ts_utc`` (None: UTC stays empty).
     """
     run_transform = transformer(engine)
     selected = sorted(plan.groups) if groups is None else groups
@@ -221,7 +225,9 @@ def transform_run(
     prefix = "" if groups is None else "-".join(selected) + "-"
     _clear_parts(plan, prefix)
     with _phase(f"transform {', '.join(selected) or 'nothing'} ({engine})"):
-        return run_transform(docs, plan.context(limits), workers=workers, on_progress=on_progress, part_prefix=prefix)
+        return run_transform(
+            docs, plan.context(limits, zones), workers=workers, on_progress=on_progress, part_prefix=prefix
+        )
 
 
 def transformer(engine: str) -> Callable[..., ChunkResult]:
@@ -342,6 +348,7 @@ def run(
     on_start: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
     engine: str = "local",
+    zones: ZoneMap | None = None,
 ) -> RunSummary:
     """Run the pipeline once. Bad input is rejected and counted; only a failing run raises.
 
@@ -349,6 +356,7 @@ def run(
     untouched, staging kept); ``force`` merges anyway. ``retry_rejected`` re-reads files that
     were rejected, or had rejected rows, even though they did not change (after a rule fix).
     ``engine`` runs the transform locally (``local``) or on Spark (``spark``); the rest is the same.
+    ``zones`` (participant time zones) fill ``ts_utc``/``tz_flag`` of the intraday rows; None leaves them null.
     """
     transformer(engine)  # an unknown engine, or pyspark missing, fails before anything is touched
     with open_warehouse(warehouse, schema_name) as wh:
@@ -358,7 +366,9 @@ def run(
         try:
             if on_start:
                 on_start(plan.todo)
-            result = transform_run(plan, workers=workers, limits=limits, on_progress=on_progress, engine=engine)
+            result = transform_run(
+                plan, workers=workers, limits=limits, on_progress=on_progress, engine=engine, zones=zones
+            )
             plan.bytes_read = result.bytes_read
             load_staging(plan, wh)
             verdict = check_gate(wh, gate or GateLimits())

@@ -15,8 +15,14 @@ from typing import Any
 
 import jinja2
 
+from . import schema
 from .notify import Notification
 from .warehouse import Warehouse
+
+NO_UTC = (
+    "UTC timestamps are empty: no participant time-zone mapping is configured "
+    "(FITBIT_TIMEZONES_CSV / FITBIT_DEFAULT_TIMEZONE)."
+)
 
 
 @dataclass(frozen=True)
@@ -46,7 +52,7 @@ class ComplianceReport:
     findings_by_rule: list[tuple[str, str, int]] = field(default_factory=list)  # rule, severity, count
     rejects_by_rule: list[tuple[str, int]] = field(default_factory=list)
     runs: list[dict[str, Any]] = field(default_factory=list)
-    utc_note: str | None = None
+    utc_note: str = NO_UTC  # whether intraday rows have UTC times, and how many local times were flagged
 
     @property
     def silent(self) -> list[ParticipantRow]:
@@ -68,13 +74,12 @@ def build(
     end: dt.date,
     *,
     rules: SilentRules = SilentRules(),
-    utc_note: str | None = None,
 ) -> ComplianceReport:
     """Gather the report's numbers for ``start``..``end`` (inclusive)."""
     q = wh.names.q
     days = _days(start, end)
     index = {d: i for i, d in enumerate(days)}
-    report = ComplianceReport(start, end, dt.datetime.now(dt.UTC).replace(tzinfo=None), days, utc_note=utc_note)
+    report = ComplianceReport(start, end, dt.datetime.now(dt.UTC).replace(tzinfo=None), days)
     history_start = end - dt.timedelta(days=20)
     ids = [
         r[0]
@@ -124,7 +129,28 @@ def build(
         )
     ]
     report.runs = wh.recent_runs(10).to_pylist()
+    report.utc_note = _utc_note(wh, start, end)
     return report
+
+
+def _utc_note(wh: Warehouse, start: dt.date, end: dt.date) -> str:
+    """One sentence on the intraday rows' UTC times in the period: absent, or how many local times were flagged."""
+    with_utc = nonexistent = ambiguous = 0
+    for t in schema.INTRADAY.values():
+        a, n, m = wh.query(
+            "SELECT COUNT(ts_utc), "
+            "COALESCE(SUM(CASE WHEN tz_flag = 'nonexistent' THEN 1 ELSE 0 END), 0), "
+            "COALESCE(SUM(CASE WHEN tz_flag = 'ambiguous' THEN 1 ELSE 0 END), 0) "
+            f"FROM {wh.names.q(t.name)} WHERE date BETWEEN ? AND ?",
+            [start, end],
+        )[0]
+        with_utc, nonexistent, ambiguous = with_utc + int(a), nonexistent + int(n), ambiguous + int(m)
+    if not with_utc and not nonexistent:
+        return NO_UTC
+    return (
+        f"UTC timestamps from the participants' time zones; flagged intraday rows: {nonexistent} nonexistent "
+        f"(spring forward, no UTC time), {ambiguous} ambiguous (fall back, first occurrence taken)."
+    )
 
 
 def _silent_reason(row: ParticipantRow, wear: dict[dt.date, int], end: dt.date, rules: SilentRules) -> str | None:

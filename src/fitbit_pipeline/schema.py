@@ -47,7 +47,9 @@ def _intraday(a: Activity) -> Table:
     fields = [
         pa.field("participant_id", pa.string(), False),
         pa.field("date", pa.date32(), False),
-        pa.field("ts", TS, False),
+        pa.field("ts", TS, False),  # local time of the participant, as delivered (no offset)
+        pa.field("ts_utc", TS, True),  # null: no zone known for the participant-day, or a nonexistent local time
+        pa.field("tz_flag", pa.string(), True),  # null | nonexistent | ambiguous (see timezones.py)
     ]
     fields += [pa.field(m.name, _NUMERIC[m.kind], False) for m in a.measures]
     return Table(a.intraday_table, "intraday", pa.schema(fields + PROVENANCE), a.name)

@@ -34,6 +34,7 @@ _REDSHIFT_WIDTH = {
     "record_type": 32,
     "zone_type": 32,
     "zone_name": 256,
+    "tz_flag": 16,
 }
 _REDSHIFT_MAX_VARCHAR = 65535
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -86,25 +87,48 @@ def _offset_us(local: dt.datetime, tz: ZoneInfo, fold: int) -> int:
     return int(off.total_seconds()) * _US
 
 
+# Flag codes of :func:`convert` (int8): index + 1 into FLAGS, 0 for no flag.
+FLAGS = (NONEXISTENT, AMBIGUOUS)
+
+
 def to_utc(local_us: np.ndarray, day: dt.date, zone: str | None) -> tuple[np.ndarray, np.ndarray]:
     """UTC microseconds and flags for local timestamps of one day (int64 microseconds since epoch).
 
     Returns ``(utc_us, flags)``: ``utc_us`` is int64 with -1 where there is no UTC time (no zone,
     or a nonexistent local time); ``flags`` is an object array of None, ``nonexistent`` or ``ambiguous``.
     """
-    n = len(local_us)
-    flags = np.full(n, None, dtype=object)
-    if zone is None or n == 0:
-        return np.full(n, -1, dtype=np.int64), flags
+    utc, codes = convert(local_us, day, zone)
+    flags = np.full(len(codes), None, dtype=object)
+    for code, name in enumerate(FLAGS, start=1):
+        flags[codes == code] = name
+    return utc, flags
+
+
+@functools.lru_cache(maxsize=4096)
+def _constant_offset(zone: str, day: dt.date) -> int | None:
+    """The UTC offset (microseconds) of a day without a transition in ``zone``; None on a transition day."""
     tz = ZoneInfo(zone)
     start = dt.datetime.combine(day, dt.time())
-    end = start + dt.timedelta(days=1)
-    first, last = _offset_us(start, tz, 0), _offset_us(end, tz, 0)
     # Transitions happen at most a few times a year: a day whose offset is the same at both ends and in
-    # between (checked hourly) is converted with one subtraction.
-    hourly = {_offset_us(start + dt.timedelta(hours=h), tz, f) for h in range(25) for f in (0, 1)}
-    if first == last and hourly == {first}:
-        return local_us - first, flags
+    # between (checked hourly, both folds) is converted with one subtraction.
+    offsets = {_offset_us(start + dt.timedelta(hours=h), tz, f) for h in range(25) for f in (0, 1)}
+    return offsets.pop() if len(offsets) == 1 else None
+
+
+def convert(local_us: np.ndarray, day: dt.date, zone: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """As :func:`to_utc`, with the flags as int8 codes (0 none, 1 ``nonexistent``, 2 ``ambiguous``).
+
+    A day without a transition costs one subtraction (the offset is cached per zone and day); only the
+    rows of a transition day are converted one by one.
+    """
+    n = len(local_us)
+    codes = np.zeros(n, dtype=np.int8)
+    if zone is None or n == 0:
+        return np.full(n, -1, dtype=np.int64), codes
+    offset = _constant_offset(zone, day)
+    if offset is not None:
+        return local_us - offset, codes
+    tz = ZoneInfo(zone)
     utc = np.empty(n, dtype=np.int64)
     for i, us in enumerate(local_us.tolist()):
         local = _EPOCH + dt.timedelta(microseconds=us)
@@ -116,8 +140,8 @@ def to_utc(local_us: np.ndarray, day: dt.date, zone: str | None) -> tuple[np.nda
         back = (local.replace(tzinfo=tz, fold=0).astimezone(dt.UTC).astimezone(tz)).replace(tzinfo=None)
         if back != local:
             utc[i] = -1
-            flags[i] = NONEXISTENT
+            codes[i] = 1  # nonexistent
         else:
             utc[i] = us - off0  # fold=0: the first occurrence (daylight time)
-            flags[i] = AMBIGUOUS
-    return utc, flags
+            codes[i] = 2  # ambiguous
+    return utc, codes

@@ -29,6 +29,7 @@ from .limits import DEFAULT_LIMITS, Limits
 from .parse import FileContext, FileRejected, Parsed, parse_document
 from .rules import rule
 from .sources import Reader, SourceDoc, filesystem, full_uri, is_transient
+from .timezones import FLAGS, ZoneMap, convert
 
 _EPOCH = dt.date(1970, 1, 1)
 CHUNK_BYTES = 32 << 20
@@ -43,6 +44,7 @@ class RunContext:
     quarantine_uri: str  # <lake>/quarantine/run_id=<id>
     processed_at: dt.datetime
     limits: Limits = DEFAULT_LIMITS
+    zones: ZoneMap | None = None  # participant time zones; None or empty: ts_utc stays null
 
 
 @dataclass
@@ -80,9 +82,10 @@ class _Columns:
         self.lengths.append(len(parsed.ts))
         self.context.append((participant, (parsed.date - _EPOCH).days, source_file))
 
-    def table(self, run_id: str) -> pa.Table | None:
+    def table(self, run_id: str, zones: ZoneMap | None = None) -> pa.Table | None:
         """The chunk's rows, grouped by day (files in their order within a day), so that the production
-        lake takes each day as one slice; the repeated strings as dictionary columns (no string per row)."""
+        lake takes each day as one slice; the repeated strings as dictionary columns (no string per row).
+        ``ts_utc``/``tz_flag`` come from the zone of each file's participant-day (null without one)."""
         if not self.lengths:
             return None
         participants, days, files = zip(*self.context, strict=True)
@@ -97,6 +100,7 @@ class _Columns:
             "date": pa.array(np.repeat(np.array(days, dtype=np.int32)[order], lengths), pa.int32()).cast(pa.date32()),
             "ts": pa.array(np.concatenate([self.ts[i] for i in order]), schema.TS),
         }
+        cols["ts_utc"], cols["tz_flag"] = self._utc(order, n, zones)
         for name, parts in self.measures.items():
             cols[name] = pa.array(np.concatenate([parts[i] for i in order]))
         cols["source_file"] = pa.DictionaryArray.from_arrays(
@@ -105,6 +109,26 @@ class _Columns:
         cols["run_id"] = pa.DictionaryArray.from_arrays(np.zeros(n, dtype=np.int32), pa.array([run_id]))
         target = schema.INTRADAY[self.activity.name].schema
         return pa.Table.from_arrays([cols[f.name] for f in target], schema=_dictionary_schema(target))
+
+    def _utc(self, order: np.ndarray, n: int, zones: ZoneMap | None) -> tuple[pa.Array, pa.Array]:
+        """UTC timestamps and DST flags of the chunk's rows (in ``order``): one vectorised conversion per file."""
+        if zones is None or zones.empty:
+            return pa.nulls(n, schema.TS), pa.nulls(n, _FLAG_TYPE)
+        utc_parts, code_parts = [], []
+        for i in order:
+            participant, days, _ = self.context[i]
+            day = _EPOCH + dt.timedelta(days=days)
+            utc, codes = convert(self.ts[i], day, zones.zone_for(participant, day))
+            utc_parts.append(utc)
+            code_parts.append(codes)
+        utc, codes = np.concatenate(utc_parts), np.concatenate(code_parts)
+        missing = utc == -1
+        ts_utc = pa.array(utc, schema.TS, mask=missing if missing.any() else None)
+        flagged = codes != 0
+        if not flagged.any():
+            return ts_utc, pa.nulls(n, _FLAG_TYPE)
+        indices = pa.array(codes.astype(np.int32) - 1, pa.int32(), mask=~flagged)
+        return ts_utc, pa.DictionaryArray.from_arrays(indices, pa.array(FLAGS, pa.string()))
 
 
 def _dictionary_schema(target: pa.Schema) -> pa.Schema:
@@ -287,7 +311,7 @@ def process_chunk(chunk_id: str, docs: Sequence[SourceDoc], ctx: RunContext) -> 
             result.rows["rejected"] += parsed.rows_rejected
             result.rows["duplicate"] += parsed.rows_duplicate
 
-    tables: dict[str, pa.Table | None] = {a: c.table(ctx.run_id) for a, c in columns.items()}
+    tables: dict[str, pa.Table | None] = {a: c.table(ctx.run_id, ctx.zones) for a, c in columns.items()}
     tables = {schema.INTRADAY[a].name: t for a, t in tables.items()}
     for name, items in rows.items():
         tables[name] = pa.Table.from_pylist(items, schema=schema.BY_NAME[name].schema) if items else None
@@ -329,7 +353,8 @@ def _by_day(table: pa.Table) -> list[tuple[str, pa.Table]]:
 # (the rest would build a dictionary and abandon it), timestamps delta-encoded (about a third of the size,
 # and cheaper to write), no column statistics (staging is read whole). No Arrow schema is stored, so
 # every reader sees plain strings.
-_DICTIONARY = ("participant_id", "source_file", "run_id")
+_DICTIONARY = ("participant_id", "source_file", "run_id", "tz_flag")
+_FLAG_TYPE = pa.dictionary(pa.int32(), pa.string())
 _PARQUET_OPTIONS: dict[str, Any] = {
     "compression": "zstd",
     "compression_level": 1,
@@ -346,7 +371,7 @@ def write_parquet(table: pa.Table, uri: str) -> None:
     names = set(table.schema.names)
     options = dict(_PARQUET_OPTIONS, use_dictionary=[c for c in (*_DICTIONARY, "date") if c in names])
     if "ts" in names and table.schema.field("ts").nullable is False:
-        options["column_encoding"] = {"ts": "DELTA_BINARY_PACKED"}
+        options["column_encoding"] = {c: "DELTA_BINARY_PACKED" for c in ("ts", "ts_utc") if c in names}
     if isinstance(fs, LocalFileSystem):  # a new file (never rewritten in place: the lake may link it)
         tmp = f"{path}.tmp"
         pq.write_table(table, tmp, **options)
