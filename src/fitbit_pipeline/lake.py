@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 
 from . import schema
 from .sources import filesystem
-from .sql import ident
+from .sql import ident, sql_type
 
 
 def staging_uri(lake: str, run_id: str) -> str:
@@ -419,7 +419,8 @@ def _rebuild_days(
     try:
         if old_files:
             selects.append(
-                f"SELECT {cols} FROM read_parquet({_parquet_list(old_files)}) o WHERE NOT EXISTS "
+                f"SELECT {_old_columns(con, t, old_files)} FROM read_parquet({_parquet_list(old_files)}, "
+                "union_by_name = true) o WHERE NOT EXISTS "
                 "(SELECT 1 FROM winners w WHERE w.participant_id = o.participant_id AND w.date = o.date)"
             )
         if new_files:
@@ -433,6 +434,15 @@ def _rebuild_days(
             )
     finally:
         con.unregister("winners")
+
+
+def _old_columns(con: duckdb.DuckDBPyConnection, t: schema.Table, files: list[str]) -> str:
+    """The select list of ``t`` over production files, null for columns files written by an earlier version lack."""
+    described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_parquet_list(files)}, union_by_name = true)")
+    present = {r[0] for r in described.fetchall()}
+    return ", ".join(
+        ident(f.name) if f.name in present else f"CAST(NULL AS {sql_type(f.type)}) AS {ident(f.name)}" for f in t.schema
+    )
 
 
 def _swap_partition(fs: object, new_dir: str, part_dir: str) -> None:

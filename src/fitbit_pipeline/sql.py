@@ -184,6 +184,11 @@ class Names:
             return [(f"LOCK {self.q(schema.PIPELINE_DELIVERIES.name)}", [])]
         return []  # DuckDB: one writer per file
 
+    def add_column(self, table: Table, field: pa.Field) -> str:
+        """Add a (nullable) column to a table created by an earlier version of the model."""
+        column = f"{ident(field.name)} {sql_type(field.type, self.dialect, field.name)}"
+        return f"ALTER TABLE {self.q(table.name)} ADD COLUMN {column}"
+
     def analyze(self, table_name: str) -> str:
         return f"ANALYZE {self.q(table_name)}"
 

@@ -65,6 +65,25 @@ class Warehouse(abc.ABC):
             self.execute(self.names.create_schema())
             for t in schema.ALL_TABLES:
                 self.execute(self.names.create_table(t))
+            for statement in self.missing_columns():
+                self.execute(statement)
+
+    def missing_columns(self) -> list[str]:
+        """``ALTER TABLE ... ADD COLUMN`` for the nullable columns that tables created by an earlier version
+        lack (``ts_utc``, ``tz_flag``): their old rows read as null."""
+        found = self.query(
+            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = ?",
+            [self.names.schema],
+        )
+        have = {(str(t), str(c)) for t, c in found}
+        tables = {t for t, _ in have}
+        return [
+            self.names.add_column(t, f)
+            for t in schema.ALL_TABLES
+            if t.name in tables
+            for f in t.schema
+            if f.nullable and (t.name, f.name) not in have
+        ]
 
     def known_files(self) -> dict[str, str]:
         return dict(self.query(self.names.known_files()))

@@ -192,7 +192,8 @@ class PostgresWarehouse(Warehouse):
             )
         }
         indexes = {name for t in schema.ALL_TABLES for name in self.names.create_indexes(t)}
-        return not ({t.name for t in schema.ALL_TABLES} <= tables and indexes <= self._existing_indexes())
+        complete = {t.name for t in schema.ALL_TABLES} <= tables and indexes <= self._existing_indexes()
+        return not complete or bool(self.missing_columns())
 
     def load_staging(self, parts_by_table: dict[str, list[str]]) -> None:
         """Replace the ``stg_*`` tables in one transaction, holding the schema until this run closes."""
