@@ -183,9 +183,11 @@ def _zip(members: dict[str, bytes]) -> bytes:
 
 
 def test_zip_slip_bomb_and_truncated_archives_are_rejected_while_the_rest_loads(s3, tmp_path) -> None:
-    truth = generate(tmp_path / "good", participants=1, days=1, layout="mydatahelps", seed=3)
+    # three good exports (18 documents): the three bad archives stay under the gate's file failure limit
+    truth = generate(tmp_path / "good", participants=3, days=1, layout="mydatahelps", seed=3)
+    for export in truth.files:
+        s3.put(export.name, export.read_bytes())
     good = truth.files[0]
-    s3.put(good.name, good.read_bytes())
     member = "fitbit_intraday_activities_steps/MDH-1-1/activities_steps_date_2024-03-04_1d_1min.json"
     doc = zipfile.ZipFile(good).read(next(n for n in zipfile.ZipFile(good).namelist() if "steps" in n))
     s3.put("RK.AAAA0001.Evil_20240301-20240302.zip", _zip({"../../etc/" + member: doc, member: doc}))
@@ -203,4 +205,6 @@ def test_zip_slip_bomb_and_truncated_archives_are_rejected_while_the_rest_loads(
     assert len(rejected) == 3
     assert not any("etc" in k for k in s3.lake_keys(""))  # nothing written from the member name
     loaded = s3.sql("SELECT COUNT(*) FROM rural.pipeline_files WHERE status = 'loaded'")[0][0]
-    assert loaded == 6 + 1 + 1  # the good export, and the good member next to each bad one
+    superseded = s3.sql("SELECT COUNT(*) FROM rural.pipeline_files WHERE status = 'superseded'")[0][0]
+    # the good exports, and the good member next to each bad one (the same participant-day: one wins)
+    assert loaded == 18 + 1 and superseded == 1
