@@ -32,7 +32,7 @@ from .sources import Reader, SourceDoc, filesystem, full_uri, is_transient
 from .timezones import FLAGS, ZoneMap, convert
 
 _EPOCH = dt.date(1970, 1, 1)
-CHUNK_BYTES = 32 << 20
+CHUNK_BYTES = 16 << 20  # measured in bench/: faster and lighter than 32 MB on 2 cores
 CHUNK_DOCS = 400
 
 
