@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import schema
-from .sources import filesystem
+from .sources import filesystem, is_local
 from .sql import ident, sql_type
 
 
@@ -61,10 +61,6 @@ def _download(fs: Any, folder: str, into: str) -> None:
 
 def _parquet_list(paths: Sequence[str]) -> str:
     return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
-
-
-def _is_local(uri: str) -> bool:
-    return "://" not in uri or uri.startswith("file://")
 
 
 def publish(lake: str, staging: str, winners: pa.Table, run_id: str) -> dict[str, int]:
@@ -98,9 +94,9 @@ class Publication:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._deliveries: dict[str, set[str]] | None = None
-        if _is_local(lake):
+        if is_local(lake):
             shutil.rmtree(self.tmp_root, ignore_errors=True)  # what an interrupted attempt of this run left
-        if speculate and _is_local(lake):
+        if speculate and is_local(lake):
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish")
             for t in schema.DATA_TABLES:
                 self._streamed[t.name] = self._pool.submit(self._stream, t, None)
@@ -139,7 +135,7 @@ class Publication:
 
     def finish(self, winners: pa.Table) -> dict[str, int]:
         """Bring the production partitions touched by ``winners`` up to date; partitions rewritten per table."""
-        if not _is_local(self.lake):
+        if not is_local(self.lake):
             return self._finish_remote(winners)
         fs, _ = filesystem(self.lake)
         todo: list[tuple[schema.Table, pa.Table, set[str]]] = []
@@ -232,7 +228,7 @@ class Publication:
                 future.cancel()
             self._pool.shutdown(wait=True)
             self._pool = None
-        if _is_local(self.lake):
+        if is_local(self.lake):
             shutil.rmtree(self.tmp_root, ignore_errors=True)
 
     def __enter__(self) -> Publication:

@@ -80,6 +80,11 @@ def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
     return fs, root
 
 
+def is_local(uri: str) -> bool:
+    """Whether ``uri`` names the local filesystem (a plain path or ``file://``)."""
+    return "://" not in uri or uri.startswith("file://")
+
+
 def full_uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
     """``path`` of ``fs`` as a URI other tools can open (``s3://bucket/key``); local paths stay paths."""
     return fs.unstrip_protocol(path) if not isinstance(fs, fsspec.implementations.local.LocalFileSystem) else path

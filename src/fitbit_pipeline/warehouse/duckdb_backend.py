@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from .. import schema
 from ..schema import Table
-from ..sources import filesystem
+from ..sources import filesystem, is_local
 from ..sql import ident, literal, sql_type
 from .base import Warehouse
 
@@ -66,7 +66,7 @@ class DuckDBWarehouse(Warehouse):
         self.con.execute("COMMIT")
 
     def load_table(self, table_name: str, parts: Sequence[str]) -> None:
-        if all(_is_local(p) for p in parts):
+        if all(is_local(p) for p in parts):
             self.con.execute(f"INSERT INTO {self.names.q(table_name)} SELECT * FROM read_parquet(?)", [list(parts)])
             return
         # Remote parts (s3://) are copied to a temporary folder through fsspec, whose retries absorb throttling
@@ -121,18 +121,13 @@ class DuckDBWarehouse(Warehouse):
         self.con.close()
 
 
-def _is_local(part: str) -> bool:
-    return "://" not in part or part.startswith("file://")
-
-
 def _local_files(parts: Sequence[str]) -> list[str] | None:
     """Absolute paths of ``parts`` when all are local files that can be named in SQL text, else None."""
     files = []
     for p in parts:
-        path = p[len("file://") :] if p.startswith("file://") else p
-        if "://" in path:
+        if not is_local(p):
             return None
-        path = os.path.abspath(path)
+        path = os.path.abspath(p.removeprefix("file://"))
         try:
             literal(path)
         except ValueError:
