@@ -13,6 +13,7 @@ from fitbit_pipeline import schema
 from fitbit_pipeline.sample_data import generate
 
 from .conftest import WAREHOUSES
+from .lake_support import lake_files, read_lake
 
 INTRADAY = [t.name for t in schema.INTRADAY.values()]
 
@@ -63,12 +64,11 @@ def test_generated_data_end_to_end_matches_truth(env) -> None:
     # The production lake holds the same rows as the warehouse, partitioned by date.
     for name in INTRADAY:
         lake_n = duckdb.sql(
-            f"SELECT COUNT(*) FROM read_parquet('{env.lake}/production/{name}/*/*.parquet')"
+            f"SELECT COUNT(*) FROM {read_lake(env.lake, name)}"
         ).fetchall()[0][0]
         assert lake_n == env.sql(f"SELECT COUNT(*) FROM rural.{name}")[0][0]
-    assert sorted(os.listdir(env.lake / "production" / "intraday_steps")) == [
-        f"date={d}" for d in sorted({x.date.isoformat() for x in truth.days})
-    ]
+    partitions = {os.path.basename(os.path.dirname(f)) for f in lake_files(env.lake, "intraday_steps")}
+    assert sorted(partitions) == [f"date={d}" for d in sorted({x.date.isoformat() for x in truth.days})]
     _identity_holds(env)
     # Every row carries its provenance.
     assert env.sql(
@@ -160,8 +160,8 @@ def test_overlapping_exports_newer_wins_in_either_order(make_env, fixtures_dir, 
     assert statuses == ({"loaded": 60, "replaced": 12} if order == "older-first" else {"loaded": 60, "superseded": 12})
     _identity_holds(e)
     lake_rows = duckdb.sql(
-        f"SELECT COUNT(*) FROM read_parquet('{e.lake}/production/intraday_heart/date=2024-03-06/*.parquet') "
-        "WHERE participant_id = 'MDH-4950-2492'"
+        f"SELECT COUNT(*) FROM {read_lake(e.lake, 'intraday_heart')} "
+        "WHERE participant_id = 'MDH-4950-2492' AND date = DATE '2024-03-06'"
     ).fetchall()[0][0]
     assert lake_rows == complete["intraday_rows"]
 

@@ -22,10 +22,12 @@ from fitbit_pipeline.warehouse.base import AccountingError
 from fitbit_pipeline.warehouse.postgres_backend import PostgresWarehouse, mask_url
 
 from .conftest import WAREHOUSES, Env
+from .lake_support import read_lake
 
 # Columns that name the run or its clock: the only ones allowed to differ between two loads of the same input.
 RUN_COLUMNS = ("run_id", "processed_at")
-COMPARED = [t.name for t in schema.ALL_TABLES if t is not schema.PIPELINE_RUNS]
+# pipeline_lake_state names snapshot ids, which are random per lake.
+COMPARED = [t.name for t in schema.ALL_TABLES if t not in (schema.PIPELINE_RUNS, schema.PIPELINE_LAKE_STATE)]
 RUN_STATS_EXCLUDED = ("run_id", "started_at", "finished_at", "duration_s")
 HOSTILE_IDS = ["O'Brien; DROP TABLE x;--", "Zoë-1", 'quo"te ? %s %% $1', "Ωμέγα 🏃 tab\there"]
 
@@ -55,13 +57,8 @@ def _lake(env: Env) -> dict[str, list[tuple]]:
     """The production lake, minus run ids, per table."""
     out = {}
     for t in schema.DATA_TABLES:
-        files = sorted((env.lake / "production" / t.name).glob("*/*.parquet"))
         cols = ", ".join(f'"{c}"' for c in t.columns if c != "run_id")
-        out[t.name] = (
-            duckdb.sql(f"SELECT {cols} FROM read_parquet({[str(f) for f in files]}) ORDER BY ALL").fetchall()
-            if files
-            else []
-        )
+        out[t.name] = duckdb.sql(f"SELECT {cols} FROM {read_lake(env.lake, t.name)} ORDER BY ALL").fetchall()
     return out
 
 
@@ -164,8 +161,10 @@ def test_failed_merge_leaves_production_untouched(make_env, kind) -> None:
         pipeline.load_staging(plan, wh)
         wh.execute(f"UPDATE {wh.names.q('stg_pipeline_files')} SET rows_read = rows_read + 1")
         with pytest.raises(AccountingError):
-            wh.merge(plan.run_id)
-        assert wh.table_counts() == {t.name: 0 for t in schema.ALL_TABLES}
+            pipeline.merge_run(plan, wh)
+        # Nothing was committed, in the warehouse or the lake (the lake state still names no snapshot).
+        assert wh.table_counts() == {t.name: 13 if t is schema.PIPELINE_LAKE_STATE else 0 for t in schema.ALL_TABLES}
+        assert set(wh.lake_state().values()) == {(None, "adopted-legacy-lake")}
         assert wh.query(f"SELECT COUNT(*) FROM {wh.names.q('stg_intraday_steps')}") == [(1440,)]
 
 
@@ -206,7 +205,7 @@ def test_a_merge_waits_while_another_run_holds_the_schema(make_env) -> None:
         assert reader.recent_runs(5).num_rows == 0
     second = open_warehouse(env.target, "rural")
     merged: list[object] = []
-    worker = threading.Thread(target=lambda: merged.append(second.merge(plan.run_id)))
+    worker = threading.Thread(target=lambda: merged.append(pipeline.merge_run(plan, second)))
     worker.start()
     try:
         deadline = time.monotonic() + 20

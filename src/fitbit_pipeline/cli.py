@@ -18,6 +18,7 @@ from rich.table import Table
 
 from . import pipeline
 from .notify import Notifier, failure_notification, run_notification
+from .lake import LakeBusy, LakeConfigError
 from .settings import Settings
 from .sources import list_documents
 from .warehouse.postgres_backend import mask_url
@@ -141,6 +142,9 @@ def run(
                 engine=engine,
                 zones=zones,
             )
+        except (LakeBusy, LakeConfigError) as exc:
+            err.print(f"[red]{'configuration error' if isinstance(exc, LakeConfigError) else 'busy'}:[/red] {exc}")
+            raise typer.Exit(2 if isinstance(exc, LakeConfigError) else 1) from None
         except Exception as exc:
             err.print(f"[red]run failed:[/red] {escape(f'{type(exc).__name__}: {exc}')}")
             Notifier(s.notify_config()).send(failure_notification("run", "fitbit-pipeline run", exc))
@@ -288,6 +292,46 @@ def status(
         rules = wh.rule_counts(latest)
         if rules:
             console.print(f"Rejects by rule in {latest}: " + ", ".join(f"{r} {n}" for r, n in rules))
+
+
+@app.command()
+def verify(
+    lake: LakeOpt = None,
+    warehouse: WarehouseOpt = None,
+    schema: SchemaOpt = None,
+    limit: Annotated[int, typer.Option(help="How many differences to list")] = 20,
+) -> None:
+    """Compare the lake's current snapshot with the warehouse, per table and participant-day.
+
+    Row counts and a content checksum; exit 1 when anything differs (the differences are listed, never values).
+    """
+    from . import verify as verifying
+    from .lake import Lake
+    from .warehouse import open_warehouse
+
+    s = _settings(None, lake, warehouse, schema)
+    try:
+        the_lake = Lake(s.lake_uri(), s.redshift_schema)
+    except LakeConfigError as exc:
+        err.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    with open_warehouse(s.warehouse_target(), s.redshift_schema) as wh:
+        wh.follow_lake(s.lake_uri())
+        wh.ensure_schema()
+        differences = verifying.compare(the_lake, wh)
+        state = wh.lake_state()
+    stale = {t for t, (snap, _) in state.items() if snap != the_lake.snapshots().get(t)}
+    if not differences and not stale:
+        console.print(f"Lake and warehouse agree: {len(the_lake.tables)} tables, every participant-day.")
+        return
+    for d in differences[:limit]:
+        console.print(d.describe())
+    if len(differences) > limit:
+        console.print(f"... and {len(differences) - limit} more")
+    if stale:
+        console.print(f"warehouse behind the lake's snapshot in: {', '.join(sorted(stale))}")
+    err.print(f"[red]{len(differences)} participant-day(s) differ[/red]")
+    raise typer.Exit(1)
 
 
 @app.command()

@@ -19,14 +19,19 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from . import gate, lake, schema
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import faults, gate, lake, schema, verify
 from .gate import GateLimits, GateResult
+from .lake import Lake, journal
+from .lake.adopt import ADOPTED, adopt_legacy
 from .layouts import LayoutError, match
 from .limits import DEFAULT_LIMITS, Limits
 from .sources import SourceDoc, filesystem, list_documents
 from .timezones import ZoneMap
 from .transform import ChunkResult, RunContext, iter_parts, transform
-from .warehouse import Warehouse, open_warehouse
+from .warehouse import LakeApply, Warehouse, open_warehouse
 
 log = logging.getLogger(__name__)
 
@@ -176,8 +181,11 @@ def plan_run(
     *,
     run_date: dt.date | None = None,
     retry_rejected: bool = False,
+    lake_: Lake | None = None,
+    valid_day_minutes: int = 600,
 ) -> Plan:
-    """List the source, compare with the ledger, and save the plan of what this run processes."""
+    """Recover what earlier runs left, list the source, compare with the ledger, and save the plan."""
+    recover(lake_ or open_lake(lake_uri, wh.names.schema), wh, valid_day_minutes=valid_day_minutes)
     started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     wh.ensure_schema()
     with _phase("list source"):
@@ -201,6 +209,8 @@ def plan_run(
     log.info("run %s: %d documents found, %d to process", plan.run_id, len(listing.docs), plan.todo)
     if plan.todo:
         plan.save()
+        journal.write_state(plan.staging_uri, journal.PLANNED)
+    faults.point("planned")
     return plan
 
 
@@ -256,22 +266,134 @@ def load_staging(plan: Plan, wh: Warehouse) -> None:
     parts = {t.name: list(iter_parts(plan.staging_uri, t.name)) for t in schema.STAGED_TABLES}
     with _phase("load staging"):
         wh.load_staging(parts)
+    faults.point("staging-loaded")
 
 
 def check_gate(wh: Warehouse, limits: GateLimits) -> GateResult:
     return gate.evaluate(wh, limits)
 
 
-def merge_run(plan: Plan, wh: Warehouse, *, valid_day_minutes: int = 600) -> dict[str, int]:
-    """Merge staging into production (one transaction), then refresh the production lake."""
-    # Performance: the production lake's new files are written while the warehouse merges (nothing is
-    # visible until the merge has committed and the partitions are swapped in).
-    with lake.Publication(plan.lake, plan.staging_uri, plan.run_id) as publication:
-        with _phase("merge"):
-            merged = wh.merge(plan.run_id, valid_day_minutes=valid_day_minutes)
-        with _phase("publish production lake"):
-            publication.finish(merged.winners)
+WINNERS_FILE = "_winners.parquet"
+
+
+def merge_run(plan: Plan, wh: Warehouse, *, valid_day_minutes: int = 600, lake_: Lake | None = None) -> dict[str, int]:
+    """Commit the run: winners decided and saved, the lake committed, then the warehouse applies it.
+
+    The saved winners are the point of no return (state ``committing``): from there an interrupted run is
+    completed by :func:`recover`, never undone. Every step is idempotent, so completing it again is safe.
+    """
+    the_lake = lake_ or open_lake(plan.lake, wh.names.schema)
+    wh.follow_lake(plan.lake)
+    winners = _saved_winners(plan)
+    if winners is None:
+        wh.check_staged_accounting()  # before anything is committed
+        winners = wh.winners().select(["participant_id", "activity", "date", "source_file"])
+        _save_winners(plan, winners)
+        journal.write_state(plan.staging_uri, journal.COMMITTING)
+    faults.point("committing")
+    with _phase("commit lake"):
+        commits = the_lake.commit(plan.run_id, plan.staging_uri, winners)
+    faults.point("lake-committed")
+    applying = LakeApply(
+        plan.run_id,
+        the_lake.snapshots(),
+        {name: c.rows for name, c in commits.items()},
+        the_lake.files() if wh.follows_lake_by_views() else {},
+    )
+    with _phase("apply to warehouse"):
+        merged = wh.merge(plan.run_id, applying, valid_day_minutes=valid_day_minutes)
+    journal.write_state(plan.staging_uri, journal.APPLIED)
+    faults.point("applied")
     return {t.name: merged.inserted.get(t.name, 0) for t in schema.DATA_TABLES}
+
+
+def _save_winners(plan: Plan, winners: pa.Table) -> None:
+    fs, path = filesystem(posixpath.join(plan.staging_uri, WINNERS_FILE))
+    with fs.open(path, "wb") as fh:
+        pq.write_table(winners, fh)
+
+
+def _saved_winners(plan: Plan) -> pa.Table | None:
+    fs, path = filesystem(posixpath.join(plan.staging_uri, WINNERS_FILE))
+    state = journal.read_state(plan.staging_uri)
+    if state is None or state["state"] not in (journal.COMMITTING, journal.APPLIED) or not fs.exists(path):
+        return None
+    with fs.open(path, "rb") as fh:
+        return pq.read_table(fh)
+
+
+def open_lake(lake_uri: str, schema_name: str) -> Lake:
+    return Lake(lake_uri, schema_name)
+
+
+# ---- recovery ---------------------------------------------------------------------------------
+
+
+def recover(lake_: Lake, wh: Warehouse, *, valid_day_minutes: int = 600) -> list[str]:
+    """Bring lake, warehouse and ledger to the state uninterrupted runs would have left; runs recovered.
+
+    A run that reached ``committing`` is completed (lake commit, warehouse apply, run record); one that did
+    not is abandoned: its staging and any file it wrote are removed, and its documents stay new in the ledger.
+    The first run of this version also adopts a lake and warehouse written by the previous one.
+    """
+    wh.follow_lake(lake_.uri)
+    _adopt(lake_, wh)
+    done = []
+    for run_id, state in journal.runs_in_progress(lake_.uri):
+        plan = Plan.load(lake_.uri, run_id)
+        if state in (journal.COMMITTING, journal.APPLIED):
+            log.warning("run %s was interrupted after its point of no return: completing it", run_id)
+            if state == journal.COMMITTING:
+                load_staging(plan, wh)
+            rows = merge_run(plan, wh, valid_day_minutes=valid_day_minutes, lake_=lake_)
+            finish_run(plan, wh, "succeeded", message="completed by recovery after an interruption", rows_by_table=rows)
+        else:
+            log.warning("run %s was interrupted before its point of no return: abandoning it", run_id)
+            finish_run(plan, wh, journal.ABANDONED, message="interrupted before the commit; its files stay new")
+            fs, path = filesystem(plan.staging_uri)
+            fs.rm(path, recursive=True)
+        lake_.remove_leftovers(run_id)
+        done.append(run_id)
+    return done
+
+
+def _adopt(lake_: Lake, wh: Warehouse) -> None:
+    """First run on a lake and warehouse of the previous version: the lake takes every row the warehouse holds."""
+    wh.ensure_schema()
+    if wh.lake_state():
+        return
+    adopted = adopt_legacy(lake_.tables, lake_.uri)
+    lake_.refresh()
+    owned = _delivered_keys(wh)
+    files = lake_.files()
+    for t in schema.DATA_TABLES:
+        differing = {
+            (d.participant_id, (d.date - _EPOCH).days)
+            for d in verify.compare_table(files[t.name], wh, t)
+            if (d.participant_id, t.activity, d.date) in owned
+        }
+        if differing:
+            log.warning("adopting the lake: %d participant-days of %s taken from the warehouse", len(differing), t.name)
+            rows = wh.query_arrow(f"SELECT {wh.names.column_list(t)} FROM {wh.names.q(t.name)}")
+            keep = pa.array(
+                [
+                    (p, (d - _EPOCH).days) in differing
+                    for p, d in zip(rows["participant_id"].to_pylist(), rows["date"].to_pylist(), strict=True)
+                ],
+                type=pa.bool_(),
+            )
+            lake_.replace(t.name, ADOPTED, differing, rows.filter(keep))
+    if adopted:
+        log.info("adopted the previous version's lake: %d rows", sum(adopted.values()))
+    wh.adopt_lake(LakeApply(ADOPTED, lake_.snapshots(), {}, lake_.files()))
+
+
+_EPOCH = dt.date(1970, 1, 1)
+
+
+def _delivered_keys(wh: Warehouse) -> set[tuple[str, str, dt.date]]:
+    d = wh.names.q(schema.PIPELINE_DELIVERIES.name)
+    return {(str(p), str(a), day) for p, a, day in wh.query(f"SELECT participant_id, activity, date FROM {d}")}
 
 
 def finish_run(
@@ -306,7 +428,13 @@ def finish_run(
         summary.rules = wh.staged_rule_counts()
     summary.duration_s = (dt.datetime.now(dt.UTC).replace(tzinfo=None) - plan.started_at).total_seconds()
     _record(wh, summary)
+    state = journal.read_state(plan.staging_uri) if plan.todo else None
+    if state is not None and not (status == "failed" and state["state"] in (journal.COMMITTING, journal.APPLIED)):
+        journal.write_state(plan.staging_uri, _ENDING.get(status, journal.FINISHED))  # a failed commit is completed
     return summary
+
+
+_ENDING = {"gated": journal.GATED, "failed": journal.FAILED, journal.ABANDONED: journal.ABANDONED}
 
 
 def _record(wh: Warehouse, s: RunSummary) -> None:
@@ -324,7 +452,7 @@ def _record(wh: Warehouse, s: RunSummary) -> None:
         {**base, "activity": a, **{k: c.get(k, 0) for k in STAT_FIELDS}} for a, c in sorted(s.per_activity.items())
     ]
     try:
-        wh.record_run(rows)
+        wh.record_run(s.run_id, rows)
     except Exception:  # recording must never hide the run's own outcome
         log.exception("could not record run %s statistics", s.run_id)
 
@@ -359,8 +487,17 @@ def run(
     ``zones`` (participant time zones) fill ``ts_utc``/``tz_flag`` of the intraday rows; None leaves them null.
     """
     transformer(engine)  # an unknown engine, or pyspark missing, fails before anything is touched
-    with open_warehouse(warehouse, schema_name) as wh:
-        plan = plan_run(source, lake_uri, wh, run_date=run_date, retry_rejected=retry_rejected)
+    with lake.lake_lock(lake_uri), open_warehouse(warehouse, schema_name) as wh:
+        the_lake = open_lake(lake_uri, schema_name)
+        plan = plan_run(
+            source,
+            lake_uri,
+            wh,
+            run_date=run_date,
+            retry_rejected=retry_rejected,
+            lake_=the_lake,
+            valid_day_minutes=valid_day_minutes,
+        )
         if not plan.todo:
             return finish_run(plan, wh, "nothing-new", message="no new or changed files")
         try:
@@ -370,6 +507,7 @@ def run(
                 plan, workers=workers, limits=limits, on_progress=on_progress, engine=engine, zones=zones
             )
             plan.bytes_read = result.bytes_read
+            faults.point("transformed")
             load_staging(plan, wh)
             verdict = check_gate(wh, gate or GateLimits())
             message = None
@@ -378,10 +516,13 @@ def run(
                     log.warning("run %s: %s", plan.run_id, verdict.message())
                     return finish_run(plan, wh, "gated", message=verdict.message())
                 message = "forced past the gate: " + verdict.message()
-            rows = merge_run(plan, wh, valid_day_minutes=valid_day_minutes)
+            journal.write_state(plan.staging_uri, journal.STAGED)
+            faults.point("gate-passed")
+            rows = merge_run(plan, wh, valid_day_minutes=valid_day_minutes, lake_=the_lake)
         except Exception as exc:
             finish_run(plan, wh, "failed", message=f"{type(exc).__name__}: {exc}")
             raise
         summary = finish_run(plan, wh, "succeeded", message=message, rows_by_table=rows)
+        faults.point("finished")
         summary.bytes_read = result.bytes_read
         return summary

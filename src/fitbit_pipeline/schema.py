@@ -13,7 +13,9 @@ import pyarrow as pa
 
 from .activities import ACTIVITIES, Activity, Kind
 
-TableKind = Literal["intraday", "daily", "zones", "wear", "rejects", "findings", "deliveries", "files", "runs"]
+TableKind = Literal[
+    "intraday", "daily", "zones", "wear", "rejects", "findings", "deliveries", "files", "runs", "lake_state"
+]
 
 TS = pa.timestamp("us")
 _NUMERIC: dict[Kind, pa.DataType] = {"int": pa.int32(), "float": pa.float64()}
@@ -204,6 +206,20 @@ DAILY_WEAR = Table(
     "heart",
 )
 
+# Which lake snapshot of each data table the warehouse holds, written in the transaction that applies it.
+PIPELINE_LAKE_STATE = Table(
+    "pipeline_lake_state",
+    "lake_state",
+    pa.schema(
+        [
+            pa.field("table_name", pa.string(), False),
+            pa.field("snapshot_id", pa.int64(), True),  # null: the table has no snapshot yet
+            pa.field("run_id", pa.string(), False),  # the run whose commit this is
+            pa.field("applied_at", TS, False),
+        ]
+    ),
+)
+
 INTRADAY: dict[str, Table] = {a.name: _intraday(a) for a in ACTIVITIES}
 DAILY: dict[str, Table] = {a.name: _daily(a) for a in ACTIVITIES}
 DATA_TABLES: tuple[Table, ...] = (*INTRADAY.values(), *DAILY.values(), HEART_RATE_ZONES)
@@ -215,5 +231,5 @@ STAGED_TABLES: tuple[Table, ...] = (
     PIPELINE_FILES,
     PIPELINE_DELIVERIES,
 )
-ALL_TABLES: tuple[Table, ...] = (*STAGED_TABLES, DAILY_WEAR, PIPELINE_RUNS)
+ALL_TABLES: tuple[Table, ...] = (*STAGED_TABLES, DAILY_WEAR, PIPELINE_RUNS, PIPELINE_LAKE_STATE)
 BY_NAME: dict[str, Table] = {t.name: t for t in ALL_TABLES}

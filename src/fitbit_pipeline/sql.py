@@ -214,11 +214,12 @@ class Names:
         prefix = f"{alias}." if alias else ""
         return ", ".join(prefix + ident(c) for c in table.columns)
 
-    # ---- the merge, as one ordered list of (sql, params); run inside one transaction ----
-    def merge_statements(self) -> list[tuple[str, list[object]]]:
-        d, f = schema.PIPELINE_DELIVERIES, schema.PIPELINE_FILES
+    # ---- the merge, as ordered lists of (sql, params); run inside one transaction ----
+    def winner_statements(self) -> list[tuple[str, list[object]]]:
+        """The temporary table of winners: one delivery per participant-day-activity (highest rank in
+        staging, and not lower than the production delivery)."""
+        d = schema.PIPELINE_DELIVERIES
         win = ident("_fitbit_winners")
-        key = "w.participant_id = {t}.participant_id AND w.date = {t}.date"
         out: list[tuple[str, list[object]]] = [
             (f"DROP TABLE IF EXISTS {win}", []),
             (
@@ -235,6 +236,13 @@ class Names:
         ]
         if self.dialect == "postgres":  # temporary tables get no statistics otherwise
             out.append((f"ANALYZE {win}", []))
+        return out
+
+    def data_statements(self) -> list[tuple[str, list[object]]]:
+        """Replace the winners' participant-days in the data tables with their staging rows."""
+        win = ident("_fitbit_winners")
+        key = "w.participant_id = {t}.participant_id AND w.date = {t}.date"
+        out: list[tuple[str, list[object]]] = []
         for t in schema.DATA_TABLES:
             target = self.q(t.name)
             out.append(
@@ -253,8 +261,15 @@ class Names:
                     [],
                 )
             )
+        return out
+
+    def ledger_statements(self) -> list[tuple[str, list[object]]]:
+        """Deliveries, replaced/superseded files, rejects, findings and the ledger rows of the processed files."""
+        d, f = schema.PIPELINE_DELIVERIES, schema.PIPELINE_FILES
+        win = ident("_fitbit_winners")
+        key = "w.participant_id = {t}.participant_id AND w.date = {t}.date"
         files = self.q(f.name)
-        out += [
+        out: list[tuple[str, list[object]]] = [
             # Files whose delivery is replaced by a different file are marked, never deleted.
             (
                 f"UPDATE {files} SET status = 'replaced' WHERE status = 'loaded' AND source_file IN ("
@@ -305,8 +320,18 @@ class Names:
         )
         return out
 
+    def merge_statements(self) -> list[tuple[str, list[object]]]:
+        """The whole merge of a warehouse that keeps its own copy of the data tables."""
+        return self.winner_statements() + self.data_statements() + self.ledger_statements()
+
     def winners(self) -> str:
         return f"SELECT * FROM {ident('_fitbit_winners')}"
+
+    def lake_state(self) -> str:
+        return f"SELECT table_name, snapshot_id, run_id FROM {self.q(schema.PIPELINE_LAKE_STATE.name)}"
+
+    def clear_lake_state(self) -> str:
+        return f"DELETE FROM {self.q(schema.PIPELINE_LAKE_STATE.name)}"
 
     def accounting_violations(self) -> str:
         return (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import MergeResult, Warehouse
+from .base import LakeApply, MergeResult, Warehouse
 from .duckdb_backend import DuckDBWarehouse
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
@@ -41,4 +41,4 @@ def open_warehouse(target: str, schema_name: str) -> Warehouse:
     return DuckDBWarehouse(target, schema_name)
 
 
-__all__ = ["DuckDBWarehouse", "MergeResult", "Warehouse", "open_warehouse", "warehouse_kind"]
+__all__ = ["DuckDBWarehouse", "LakeApply", "MergeResult", "Warehouse", "open_warehouse", "warehouse_kind"]

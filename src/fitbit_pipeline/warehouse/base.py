@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import datetime as dt
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from .. import schema
+from .. import faults, schema
 from ..derived_sql import derived_statements
 from ..schema import Table
 from ..sql import Names
@@ -22,8 +23,25 @@ class AccountingError(RuntimeError):
 
 @dataclass
 class MergeResult:
-    winners: pa.Table
     inserted: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class LakeApply:
+    """What the warehouse applies of a lake commit: per data table its snapshot, the run's rows in it, and
+    the snapshot's data files (for warehouses whose data tables are views)."""
+
+    run_id: str
+    snapshots: dict[str, int | None]
+    rows: dict[str, int]
+    files: dict[str, list[str]]
+
+    def state_rows(self, run_id: str) -> pa.Table:
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        rows = [
+            {"table_name": t, "snapshot_id": s, "run_id": run_id, "applied_at": now} for t, s in self.snapshots.items()
+        ]
+        return pa.Table.from_pylist(rows, schema=schema.PIPELINE_LAKE_STATE.schema)
 
 
 class Warehouse(abc.ABC):
@@ -61,10 +79,12 @@ class Warehouse(abc.ABC):
 
     # -- the pipeline's operations -------------------------------------------------------
     def ensure_schema(self) -> None:
+        views = self.follows_lake_by_views()
         with self.transaction():
             self.execute(self.names.create_schema())
             for t in schema.ALL_TABLES:
-                self.execute(self.names.create_table(t))
+                if not (views and t.data):  # views are made when the lake is first applied
+                    self.execute(self.names.create_table(t))
             for statement in self.missing_columns():
                 self.execute(statement)
 
@@ -115,38 +135,102 @@ class Warehouse(abc.ABC):
             if parts:
                 self.load_table(t.staging_name, parts)
 
-    def merge(self, run_id: str, valid_day_minutes: int = 600) -> MergeResult:
-        """Merge staging into production in one transaction; checks the accounting identity.
+    def winners(self) -> pa.Table:
+        """The staged deliveries that win their participant-day-activity (decided before the lake commit)."""
+        for sql, params in self.names.winner_statements():
+            self.execute(sql, params)
+        return self.query_arrow(self.names.winners())
 
-        Derived tables (cross-file findings, ``daily_wear``) are refreshed in the same transaction.
+    def lake_state(self) -> dict[str, tuple[int | None, str]]:
+        """Per data table, the lake snapshot this warehouse holds and the run that committed it."""
+        return {str(t): (None if s is None else int(s), str(r)) for t, s, r in self.query(self.names.lake_state())}
+
+    def applied(self, run_id: str) -> bool:
+        return any(r == run_id for _, r in self.lake_state().values())
+
+    def follow_lake(self, lake_uri: str) -> None:
+        """Called once the run knows its lake (the embedded DuckDB then reads it through views)."""
+
+    def follows_lake_by_views(self) -> bool:
+        """Whether the data tables are views over the lake's files (the embedded DuckDB on a local lake)."""
+        return False
+
+    def refresh_views(self, files: dict[str, list[str]]) -> None:
+        raise NotImplementedError("this warehouse keeps its own copy of the data tables")
+
+    def merge(self, run_id: str, lake: LakeApply, valid_day_minutes: int = 600) -> MergeResult:
+        """Apply a run the lake has committed, in one transaction; checks the accounting identity.
+
+        The data tables follow the lake: views over its current files, or (a warehouse with its own copy)
+        the winners' participant-days replaced by their staged rows, which are the rows the lake commit
+        added. Deliveries, the ledger, rejects, findings and the derived tables (cross-file findings,
+        ``daily_wear``) change in the same transaction, which also records the lake snapshots it holds.
+        Applying a run that is already applied does nothing.
         """
-        inserted: dict[str, int] = {}
-        # The inserts into data tables, recognised by their quoted target (safe for any schema name).
-        targets = {f"INSERT INTO {self.names.q(t.name)} ": t.name for t in schema.DATA_TABLES}
         with self.transaction():
-            for sql, params in self.names.merge_statements() + derived_statements(
-                self.names, run_id, valid_day_minutes
-            ):
-                n = self.execute(sql, params)
-                target = next((name for prefix, name in targets.items() if sql.startswith(prefix)), None)
-                if target:
-                    inserted[target] = inserted.get(target, 0) + max(n, 0)
-            bad = self.query(self.names.accounting_violations(), [run_id])
-            if bad:
-                raise AccountingError(f"{len(bad)} file(s) break rows read = loaded + rejected: {bad[0][0]}")
-            loaded = self.query(
-                f"SELECT COALESCE(SUM(rows_loaded), 0) FROM {self.names.q('pipeline_files')} WHERE run_id = ?",
-                [run_id],
-            )[0][0]
-            data_rows = sum(inserted.get(t.name, 0) for t in schema.DATA_TABLES)
-            if int(loaded) != data_rows:
-                raise AccountingError(f"ledger says {loaded} rows loaded, the merge inserted {data_rows}")
-            winners = self.query_arrow(self.names.winners())
-        return MergeResult(winners, inserted)
+            if self.applied(run_id):
+                return MergeResult(dict(lake.rows))
+            views = self.follows_lake_by_views()
+            if views:
+                self.refresh_views(lake.files)
+            statements = self.names.winner_statements()
+            if not views:
+                statements += self.names.data_statements()
+            statements += self.names.ledger_statements()
+            inserted = self._run_counting(statements + derived_statements(self.names, run_id, valid_day_minutes))
+            if views:
+                inserted = dict(lake.rows)
+            self._check_accounting(run_id, inserted)
+            self.execute(self.names.clear_lake_state())
+            self.insert_arrow(schema.PIPELINE_LAKE_STATE, lake.state_rows(run_id))
+            faults.point("warehouse-before-commit")
+        return MergeResult(inserted)
 
-    def record_run(self, rows: list[dict[str, Any]]) -> None:
+    def _run_counting(self, statements: list[tuple[str, list[object]]]) -> dict[str, int]:
+        """Run ``statements``; rows inserted per data table (recognised by the quoted target)."""
+        inserted: dict[str, int] = {}
+        targets = {f"INSERT INTO {self.names.q(t.name)} ": t.name for t in schema.DATA_TABLES}
+        for sql, params in statements:
+            n = self.execute(sql, params)
+            target = next((name for prefix, name in targets.items() if sql.startswith(prefix)), None)
+            if target:
+                inserted[target] = inserted.get(target, 0) + max(n, 0)
+        return inserted
+
+    def check_staged_accounting(self) -> None:
+        """Every staged file: rows read = valid + rejected + duplicate (checked before the lake commit)."""
+        files = self.names.q(schema.PIPELINE_FILES.staging_name)
+        bad = self.query(
+            f"SELECT source_file FROM {files} WHERE rows_read <> rows_valid + rows_rejected + rows_duplicate"
+        )
+        if bad:
+            raise AccountingError(f"{len(bad)} staged file(s) break rows read = valid + rejected + duplicate")
+
+    def _check_accounting(self, run_id: str, inserted: dict[str, int]) -> None:
+        bad = self.query(self.names.accounting_violations(), [run_id])
+        if bad:
+            raise AccountingError(f"{len(bad)} file(s) break rows read = loaded + rejected: {bad[0][0]}")
+        loaded = self.query(
+            f"SELECT COALESCE(SUM(rows_loaded), 0) FROM {self.names.q('pipeline_files')} WHERE run_id = ?",
+            [run_id],
+        )[0][0]
+        data_rows = sum(inserted.get(t.name, 0) for t in schema.DATA_TABLES)
+        if int(loaded) != data_rows:
+            raise AccountingError(f"ledger says {loaded} rows loaded, the lake and warehouse hold {data_rows}")
+
+    def adopt_lake(self, lake: LakeApply) -> None:
+        """Follow the lake from now on (first run of this version, once the lake holds every row)."""
+        with self.transaction():
+            if self.follows_lake_by_views():
+                self.refresh_views(lake.files)
+            self.execute(self.names.clear_lake_state())
+            self.insert_arrow(schema.PIPELINE_LAKE_STATE, lake.state_rows(lake.run_id))
+
+    def record_run(self, run_id: str, rows: list[dict[str, Any]]) -> None:
+        """Record a run's statistics, replacing what an earlier attempt of the same run recorded."""
         data = pa.Table.from_pylist(rows, schema=schema.PIPELINE_RUNS.schema)
         with self.transaction():
+            self.execute(f"DELETE FROM {self.names.q(schema.PIPELINE_RUNS.name)} WHERE run_id = ?", [run_id])
             self.insert_arrow(schema.PIPELINE_RUNS, data)
 
     def file_stats(self, run_id: str) -> list[tuple[Any, ...]]:

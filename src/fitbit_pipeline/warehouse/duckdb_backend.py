@@ -41,6 +41,32 @@ class DuckDBWarehouse(Warehouse):
         except duckdb.IOException as exc:
             raise RuntimeError(f"cannot open the DuckDB warehouse {path}: {exc} (is another run using it?)") from None
         self.path = path
+        self._views = False
+
+    def follow_lake(self, lake_uri: str) -> None:
+        self._views = is_local(lake_uri)
+
+    def follows_lake_by_views(self) -> bool:
+        """On a local lake the data tables are views over the current snapshot's files: no second copy."""
+        return self._views
+
+    def refresh_views(self, files: dict[str, list[str]]) -> None:
+        """Point every data table's view at these files (a table of an earlier version is dropped first:
+        the caller has made sure the lake holds its rows)."""
+        for t in schema.DATA_TABLES:
+            if self._object_type(t.name) == "BASE TABLE":
+                self.execute(f"DROP TABLE {self.names.q(t.name)}")
+            paths = _local_files(files.get(t.name, []))
+            if paths is None:
+                raise ValueError(f"the lake files of {t.name} cannot be named in a view")
+            self.execute(f"CREATE OR REPLACE VIEW {self.names.q(t.name)} AS {_select_parquet(t, paths)}")
+
+    def _object_type(self, name: str) -> str | None:
+        found = self.query(
+            "SELECT table_type FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+            [self.names.schema, name],
+        )
+        return str(found[0][0]) if found else None
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         cur = self.con.execute(sql, list(params))
@@ -99,12 +125,9 @@ class DuckDBWarehouse(Warehouse):
                 self.load_table(t.staging_name, parts)
 
     def _drop_staging(self, t: Table) -> None:
-        found = self.query(
-            "SELECT table_type FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-            [self.names.schema, t.staging_name],
-        )
+        found = self._object_type(t.staging_name)
         if found:
-            kind = "VIEW" if found[0][0] == "VIEW" else "TABLE"
+            kind = "VIEW" if found == "VIEW" else "TABLE"
             self.execute(f"DROP {kind} {self.names.q(t.staging_name)}")
 
     def insert_arrow(self, table: Table, data: pa.Table) -> None:
@@ -137,6 +160,9 @@ def _local_files(parts: Sequence[str]) -> list[str] | None:
 
 
 def _select_parquet(t: Table, files: list[str]) -> str:
-    """The rows of ``files`` with exactly the columns and types of ``t``."""
+    """The rows of ``files`` with exactly the columns and types of ``t`` (no rows without files)."""
+    if not files:
+        cols = ", ".join(f"CAST(NULL AS {sql_type(f.type)}) AS {ident(f.name)}" for f in t.schema)
+        return f"SELECT {cols} WHERE false"
     cols = ", ".join(f"CAST({ident(f.name)} AS {sql_type(f.type)}) AS {ident(f.name)}" for f in t.schema)
     return f"SELECT {cols} FROM read_parquet([{', '.join(literal(f) for f in files)}])"
