@@ -25,4 +25,8 @@ def _empty(table: str) -> str:
     from fitbit_pipeline.sql import ident, sql_type
 
     t = schema.BY_NAME[table]
-    return "(SELECT " + ", ".join(f"CAST(NULL AS {sql_type(f.type)}) AS {ident(f.name)}" for f in t.schema) + " WHERE false)"
+    return (
+        "(SELECT "
+        + ", ".join(f"CAST(NULL AS {sql_type(f.type)}) AS {ident(f.name)}" for f in t.schema)
+        + " WHERE false)"
+    )

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from fitbit_pipeline import pipeline
+from fitbit_pipeline.lake import Lake
 from fitbit_pipeline.sample_data import generate
 
 from .s3_support import FaultProxy, free_port
@@ -40,6 +41,8 @@ def s3(moto_port, monkeypatch, tmp_path):
         "AWS_REGION": "us-east-1",
         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}",
         "FITBIT_S3_MAX_ATTEMPTS": "10",
+        # an s3:// lake needs a catalog every run reaches: here a SQL catalog in a local file
+        "FITBIT_ICEBERG_CATALOG_URI": f"sqlite:///{tmp_path}/catalog.db",
     }.items():
         monkeypatch.setenv(k, v)
     suffix = uuid.uuid4().hex[:8]
@@ -107,10 +110,11 @@ def test_s3_to_s3_lake_to_duckdb_end_to_end(s3, tmp_path, fixtures_dir, expected
     ) == [(1440, 1440)]
     # the lake is in the destination bucket: staging of the run and production partitions
     assert s3.lake_keys(f"staging/run_id={first.run_id}/intraday_heart/")
-    prod = s3.lake_keys("production/intraday_steps/")
-    assert prod and all(k.endswith(".parquet") and "/date=" in k for k in prod)
+    prod = Lake(s3.lake_uri, "rural").files()["intraday_steps"]  # the Iceberg table's current data files
+    assert prod and all(k.startswith(f"{s3.lake_uri}/production/intraday_steps/data/date=") for k in prod)
+    assert s3.lake_keys("production/intraday_steps/metadata/")
     fs = s3fs.S3FileSystem()
-    lake_rows = sum(pq.ParquetFile(fs.open(f"{s3.lake_uri[5:].split('/')[0]}/{k}")).metadata.num_rows for k in prod)
+    lake_rows = sum(pq.ParquetFile(fs.open(k)).metadata.num_rows for k in prod)
     assert lake_rows == s3.sql("SELECT COUNT(*) FROM rural.intraday_steps")[0][0]
     assert not s3.lake_keys("production/_tmp")  # nothing half-written left behind
     assert s3.run().status == "nothing-new"

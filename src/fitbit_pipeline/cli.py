@@ -17,8 +17,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import pipeline
-from .notify import Notifier, failure_notification, run_notification
 from .lake import LakeBusy, LakeConfigError
+from .notify import Notifier, failure_notification, run_notification
 from .settings import Settings
 from .sources import list_documents
 from .warehouse.postgres_backend import mask_url

@@ -234,9 +234,14 @@ def transform_run(
     docs = [d for g in selected for d in plan.groups.get(g, [])]
     prefix = "" if groups is None else "-".join(selected) + "-"
     _clear_parts(plan, prefix)
+    def progress(files: int) -> None:
+        faults.point("transform-chunk")
+        if on_progress:
+            on_progress(files)
+
     with _phase(f"transform {', '.join(selected) or 'nothing'} ({engine})"):
         return run_transform(
-            docs, plan.context(limits, zones), workers=workers, on_progress=on_progress, part_prefix=prefix
+            docs, plan.context(limits, zones), workers=workers, on_progress=progress, part_prefix=prefix
         )
 
 

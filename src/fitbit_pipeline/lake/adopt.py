@@ -1,8 +1,10 @@
 """Upgrade in place: production partitions written by the previous version become the tables' first snapshot.
 
-The previous version kept ``production/<table>/date=<d>/data*.parquet`` without Iceberg metadata. Those files
-are added to the (empty) table as they are, without copying or re-reading the sources; the warehouse then
-checks the adopted lake against its own rows and replaces whatever differs (see ``pipeline.recover``).
+The previous version kept ``production/<table>/date=<d>/data*.parquet`` without Iceberg metadata, some of them
+without column statistics (which Iceberg needs for partition values and pruning). Their rows are copied into the
+(empty) table as new data files, one day per file, sorted as before; the sources are not read again. The
+warehouse then checks the adopted lake against its own rows and replaces whatever differs (``pipeline.recover``).
+The old files stay where they are, unreferenced; delete ``production/<table>/date=*`` once satisfied.
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ from __future__ import annotations
 import logging
 import posixpath
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 from pyiceberg.table import Table as IcebergTable
 
 from .. import schema
 from ..sources import filesystem, full_uri
+from .commit import write_rows
 from .paths import production_uri
 from .snapshot import ROWS_PROPERTY, RUN_PROPERTY
 
@@ -37,12 +41,29 @@ def adopt_legacy(tables: dict[str, IcebergTable], lake: str) -> dict[str, int]:
         files = legacy_files(lake, t.name)
         if not files:
             continue
-        rows = 0
+        added, rows = [], 0
         for f in files:
             fs, path = filesystem(f)
             with fs.open(path, "rb") as fh:
-                rows += pq.ParquetFile(fh).metadata.num_rows
-        table.add_files(files, snapshot_properties={RUN_PROPERTY: ADOPTED, ROWS_PROPERTY: str(rows)})
+                data = pq.read_table(fh)
+            added += write_rows(table, t, ADOPTED, _with_columns(data, t))
+            rows += data.num_rows
+        with (
+            table.transaction() as tx,
+            tx.update_snapshot(
+                snapshot_properties={RUN_PROPERTY: ADOPTED, ROWS_PROPERTY: str(rows)}
+            ).fast_append() as op,
+        ):
+            for data_file in added:
+                op.append_data_file(data_file)
         adopted[t.name] = rows
         log.info("adopted %d legacy files of %s", len(files), t.name)
     return adopted
+
+
+def _with_columns(data: pa.Table, t: schema.Table) -> pa.Table:
+    """``data`` with every column of ``t`` (null where a file of an earlier version lacks a nullable one)."""
+    for f in t.schema:
+        if f.name not in data.column_names:
+            data = data.append_column(f.name, pa.nulls(data.num_rows, f.type))
+    return data.select(t.columns)

@@ -42,9 +42,7 @@ class TableCommit:
     rows: int  # rows of the run's winners now in the table
 
 
-def commit_run(
-    tables: dict[str, IcebergTable], run_id: str, staging: str, winners: pa.Table
-) -> dict[str, TableCommit]:
+def commit_run(tables: dict[str, IcebergTable], run_id: str, staging: str, winners: pa.Table) -> dict[str, TableCommit]:
     """Commit every data table for ``run_id`` (idempotent per table); the snapshot and rows of each."""
     out = {}
     for t in schema.DATA_TABLES:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import fcntl
-import os
 import logging
+import os
 import posixpath
 import time
 from collections.abc import Iterator
@@ -18,7 +18,6 @@ from ..sources import filesystem, is_local
 from .catalog import CatalogConfig, local_path, open_catalog, open_tables
 from .commit import TableCommit, commit_run, leftovers, replace_keys, write_rows
 from .snapshot import current_snapshot_id, data_files
-
 
 log = logging.getLogger(__name__)
 

@@ -148,7 +148,7 @@ class Warehouse(abc.ABC):
     def applied(self, run_id: str) -> bool:
         return any(r == run_id for _, r in self.lake_state().values())
 
-    def follow_lake(self, lake_uri: str) -> None:
+    def follow_lake(self, lake_uri: str) -> None:  # noqa: B027 - a hook: most warehouses need nothing
         """Called once the run knows its lake (the embedded DuckDB then reads it through views)."""
 
     def follows_lake_by_views(self) -> bool:

@@ -1,4 +1,5 @@
-"""The production lake holds exactly the warehouse's rows, partitioned by day, each file sorted, after every run."""
+"""The production lake (Iceberg tables) holds exactly the warehouse's rows after every run; intraday data files
+each hold one day (the partition) and are sorted by participant and time."""
 
 from __future__ import annotations
 
@@ -6,36 +7,32 @@ import json
 import os
 
 import duckdb
+import pytest
 
 from fitbit_pipeline import schema
 from fitbit_pipeline.sample_data import generate
+
+from .conftest import WAREHOUSES
+from .lake_support import lake_files, read_lake
 
 
 def _lake_equals_warehouse(env) -> None:
     for t in schema.DATA_TABLES:
         cols = ", ".join(f'"{c}"' for c in t.columns)
-        folder = env.lake / "production" / t.name
-        in_lake = (
-            duckdb.sql(f"SELECT {cols} FROM read_parquet('{folder}/*/*.parquet') ORDER BY ALL").fetchall()
-            if folder.exists()
-            else []
-        )
+        in_lake = duckdb.sql(f"SELECT {cols} FROM {read_lake(env.lake, t.name)} ORDER BY ALL").fetchall()
         assert in_lake == env.sql(f'SELECT {cols} FROM rural."{t.name}" ORDER BY ALL'), t.name
-        if not folder.exists():
-            continue
-        for day in os.listdir(folder):
-            assert day.startswith("date=")
-            files = sorted(str(p) for p in (folder / day).glob("*.parquet"))
-            # Every row of a partition belongs to its day, and the partition is sorted.
-            assert duckdb.sql(
-                f"SELECT COUNT(*) FROM read_parquet({files!r}) WHERE CAST(date AS VARCHAR) <> '{day[5:]}'"
-            ).fetchall() == [(0,)]
-            key = "ts" if t.kind == "intraday" else "date"
-            for f in files:  # each file sorted by participant and time
-                rows = duckdb.sql(f"SELECT participant_id, {key} FROM read_parquet('{f}')").fetchall()
-                assert rows == sorted(rows), (t.name, day, f)
+        key = "ts" if t.kind == "intraday" else "date"
+        for f in lake_files(env.lake, t.name):
+            if t.kind == "intraday":  # one day per file, in its partition folder
+                day = os.path.basename(os.path.dirname(f))
+                assert duckdb.sql(f"SELECT DISTINCT CAST(date AS VARCHAR) FROM read_parquet('{f}')").fetchall() == [
+                    (day[5:],)
+                ]
+            rows = duckdb.sql(f"SELECT participant_id, {key} FROM read_parquet('{f}')").fetchall()
+            assert rows == sorted(rows), (t.name, f)
 
 
+@pytest.mark.parametrize("warehouse_kind", WAREHOUSES)
 def test_new_days_redelivered_days_and_unsorted_rows(env, tmp_path) -> None:
     truth = generate(env.source, participants=3, days=2, seed=17)
     assert env.run(workers=2).status == "succeeded"
