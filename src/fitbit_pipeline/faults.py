@@ -2,7 +2,8 @@
 
 The points are named where the commit protocol has a boundary or a long step (ARCHITECTURE.md lists
 them). ``FITBIT_FAULT_SIGNAL`` picks the signal (``KILL``, the default, or ``TERM``); ``FITBIT_FAULT_SKIP=n``
-lets the first ``n`` passes through the point go by. Unset, a point costs one dictionary lookup.
+lets the first ``n`` passes through the point go by. ``STOP`` suspends the process there until the test has
+changed the world (filled the disk, cut the endpoint) and sends ``SIGCONT``. Unset, a point costs one lookup.
 """
 
 from __future__ import annotations
@@ -22,5 +23,5 @@ def point(name: str) -> None:
         return
     sig = getattr(signal, "SIG" + os.environ.get("FITBIT_FAULT_SIGNAL", "KILL").upper())
     os.kill(os.getpid(), sig)
-    if sig != signal.SIGKILL:  # a handled signal may return: stop here all the same
+    if sig not in (signal.SIGKILL, signal.SIGSTOP):  # a handled signal may return: stop here all the same
         signal.pause()
