@@ -10,6 +10,9 @@ Tasks:
 - ``transform``: listing plus the transform stage alone (JSON -> validated staging Parquet).
 - ``duckdb``: the reference, DuckDB's ``read_json`` + ``UNNEST`` -> Parquet, one file per activity.
 - ``naive``: per-file ``json.load``, a dict per row with ``datetime.strptime``, pandas, Parquet.
+- ``weekly``: the source is a ``bench.weekly`` root. Untimed, the exports ``week-00`` .. of the history are
+  loaded one run each (``--history N`` of them; 0 = an empty lake); then the next export is timed, and, with
+  ``--scattered``, the scattered re-delivery after it.
 """
 
 from __future__ import annotations
@@ -70,6 +73,46 @@ def task_run(source: str, work: str, workers: int, again: bool) -> dict:
     assert summary.status == expected, (summary.status, summary.message)
     rows = sum(v for k, v in summary.rows_by_table.items() if k.startswith("intraday_"))
     return {"seconds": seconds, "rows": rows, "phases": handler.phases, "status": summary.status}
+
+
+def _linked(source_root: str, folder: str, into: str) -> None:
+    """Deliver one export: its folder appears in the run's source (hard links: no copy of the bytes)."""
+    shutil.copytree(os.path.join(source_root, folder), os.path.join(into, folder), copy_function=os.link)
+
+
+def task_weekly(source: str, work: str, workers: int, history: int, scattered: bool) -> dict:
+    from fitbit_pipeline import pipeline
+
+    lake, warehouse = os.path.join(work, "lake"), os.path.join(work, "warehouse.duckdb")
+    inbox = os.path.join(work, "source")
+    os.makedirs(inbox)
+    loads = []
+    for week in range(history):
+        _linked(source, f"week-{week:02d}", inbox)
+        t0 = time.perf_counter()
+        s = pipeline.run(inbox, lake, warehouse, "rural", workers=workers)
+        assert s.status == "succeeded", s.message
+        loads.append(round(time.perf_counter() - t0, 2))
+    _linked(source, f"week-{history:02d}", inbox)
+    handler = _PhaseTimes()
+    logging.getLogger("fitbit_pipeline").addHandler(handler)
+    logging.getLogger("fitbit_pipeline").setLevel(logging.INFO)
+    t0 = time.perf_counter()
+    summary = pipeline.run(inbox, lake, warehouse, "rural", workers=workers)
+    seconds = time.perf_counter() - t0
+    assert summary.status == "succeeded", summary.message
+    rows = sum(v for k, v in summary.rows_by_table.items() if k.startswith("intraday_"))
+    out = {"seconds": seconds, "rows": rows, "phases": dict(handler.phases), "history_loads_s": loads}
+    if scattered:
+        _linked(source, "scattered", inbox)
+        handler.phases.clear()
+        t0 = time.perf_counter()
+        s = pipeline.run(inbox, lake, warehouse, "rural", workers=workers)
+        assert s.status == "succeeded", s.message
+        out["scattered_s"] = time.perf_counter() - t0
+        out["scattered_phases"] = dict(handler.phases)
+        out["scattered_rows"] = sum(v for k, v in s.rows_by_table.items() if k.startswith("intraday_"))
+    return out
 
 
 def task_transform(source: str, work: str, workers: int) -> dict:
@@ -205,17 +248,21 @@ def task_naive(source: str, work: str, workers: int) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("task", choices=["run", "transform", "duckdb", "naive"])
+    p.add_argument("task", choices=["run", "transform", "duckdb", "naive", "weekly"])
     p.add_argument("--source", required=True)
     p.add_argument("--work", required=True)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--again", action="store_true", help="run: time a second run with nothing new")
+    p.add_argument("--history", type=int, default=0, help="weekly: exports loaded before the timed one")
+    p.add_argument("--scattered", action="store_true", help="weekly: also time the scattered re-delivery")
     a = p.parse_args()
     shutil.rmtree(a.work, ignore_errors=True)
     os.makedirs(a.work)
     source = os.path.abspath(a.source)
     if a.task == "run":
         result = task_run(source, a.work, a.workers, a.again)
+    elif a.task == "weekly":
+        result = task_weekly(source, a.work, a.workers, a.history, a.scattered)
     else:
         result = {"transform": task_transform, "duckdb": task_duckdb, "naive": task_naive}[a.task](
             source, a.work, a.workers

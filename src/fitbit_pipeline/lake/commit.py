@@ -23,8 +23,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyiceberg.expressions import In
-from pyiceberg.io.pyarrow import parquet_file_to_data_file
-from pyiceberg.manifest import DataFile
+from pyiceberg.io.pyarrow import (
+    _check_pyarrow_schema_compatible,
+    compute_statistics_plan,
+    data_file_statistics_from_parquet_metadata,
+    parquet_path_to_id_mapping,
+)
+from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
 from pyiceberg.table import Table as IcebergTable
 
 from .. import faults, schema
@@ -97,10 +102,11 @@ def write_rows(table: IcebergTable, t: schema.Table, run_id: str, rows: pa.Table
     if t.kind == "intraday":
         pieces = [rows.filter(pc.equal(rows["date"], d)) for d in pc.unique(rows["date"]).to_pylist()]
     out = []
+    describe = _Describer(table)
     for piece in pieces:
         target = _data_path(table, t, f"{run_id}-{uuid.uuid4().hex[:12]}.parquet", _day_of(piece))
         write_parquet(piece, target)
-        out.append(parquet_file_to_data_file(table.io, table.metadata, target))
+        out.append(describe(target))
     return out
 
 
@@ -118,6 +124,7 @@ def _replaced(
     days = sorted({_EPOCH + dt.timedelta(days=d) for _, d in keys})
     removed: list[DataFile] = []
     kept: list[DataFile] = []
+    describe = _Describer(table)
     for task in table.scan(row_filter=In("date", [d.isoformat() for d in days])).plan_files():
         path = task.file.file_path
         fs, local = filesystem(path)
@@ -132,7 +139,7 @@ def _replaced(
             rest = pf.read(columns=t.columns).filter(pa.array(~replaced))
         target = _data_path(table, t, f"{run_id}-rw-{uuid.uuid4().hex[:12]}.parquet", _day_of(rest))
         write_parquet(rest.cast(t.schema), target)
-        kept.append(parquet_file_to_data_file(table.io, table.metadata, target))
+        kept.append(describe(target))
     return removed, kept
 
 
@@ -155,6 +162,7 @@ def _added(
     """The run's staging rows of ``t`` from the winning ``files``, as data files in the table's location."""
     out: list[DataFile] = []
     rows = 0
+    describe = _Describer(table)
     for part in iter_parts(staging, t.name):
         fs, path = filesystem(part)
         with fs.open(path, "rb") as fh:
@@ -171,9 +179,50 @@ def _added(
             _link(part, target)
         else:
             write_parquet(data.cast(t.schema), target)
-        out.append(parquet_file_to_data_file(table.io, table.metadata, target))
+        out.append(describe(target))
         rows += int(mask.sum())
     return out, rows
+
+
+class _Describer:
+    """Data-file entries of one table's new Parquet files: partition and column statistics from each footer.
+
+    What ``pyiceberg.io.pyarrow.parquet_file_to_data_file`` does, with the schema check and the statistics plan
+    done once per table instead of once per file (every file of a run has the table's schema; the check was
+    most of the commit's time).
+    """
+
+    def __init__(self, table: IcebergTable) -> None:
+        self.metadata = table.metadata
+        self.schema = self.metadata.schema()
+        self.plan = compute_statistics_plan(self.schema, self.metadata.properties)
+        self.mapping = parquet_path_to_id_mapping(self.schema)
+        self.checked = False
+
+    def __call__(self, path: str) -> DataFile:
+        fs, local = filesystem(path)
+        with fs.open(local, "rb") as fh:
+            footer = pq.read_metadata(fh)
+        if not self.checked:
+            _check_pyarrow_schema_compatible(
+                self.schema, footer.schema.to_arrow_schema(), format_version=self.metadata.format_version
+            )
+            self.checked = True
+        stats = data_file_statistics_from_parquet_metadata(
+            parquet_metadata=footer, stats_columns=self.plan, parquet_column_mapping=self.mapping
+        )
+        return DataFile.from_args(
+            content=DataFileContent.DATA,
+            file_path=path,
+            file_format=FileFormat.PARQUET,
+            partition=stats.partition(self.metadata.spec(), self.schema),
+            file_size_in_bytes=fs.size(local),
+            sort_order_id=None,
+            spec_id=self.metadata.default_spec_id,
+            equality_ids=None,
+            key_metadata=None,
+            **stats.to_serialized_dict(),
+        )
 
 
 def _day_of(rows: pa.Table) -> dt.date | None:
