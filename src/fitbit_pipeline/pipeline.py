@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import gate, lake, schema
+from .errors import safe_message
 from .gate import GateLimits, GateResult
 from .layouts import LayoutError, match
 from .limits import DEFAULT_LIMITS, Limits
@@ -380,7 +381,7 @@ def run(
                 message = "forced past the gate: " + verdict.message()
             rows = merge_run(plan, wh, valid_day_minutes=valid_day_minutes)
         except Exception as exc:
-            finish_run(plan, wh, "failed", message=f"{type(exc).__name__}: {exc}")
+            finish_run(plan, wh, "failed", message=safe_message(exc))  # never a value nor a secret
             raise
         summary = finish_run(plan, wh, "succeeded", message=message, rows_by_table=rows)
         summary.bytes_read = result.bytes_read
