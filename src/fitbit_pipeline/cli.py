@@ -54,14 +54,19 @@ def _guard(command: Callable[P, None]) -> Callable[P, None]:
         except (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except Exception as exc:
-            code = exit_code(exc)
-            if code == EXIT_CONFIG:
-                _error_line("configuration error", str(exc) if isinstance(exc, ConfigError) else safe_message(exc))
-            else:
-                _error_line(f"{command.__name__.replace('_', ' ')} failed", safe_message(exc))
-            raise typer.Exit(code) from None
+            raise typer.Exit(_report_error(command.__name__.replace("_", " "), exc)) from None
 
     return wrapper
+
+
+def _report_error(command: str, exc: Exception) -> int:
+    """Print ``exc`` as one line (a configuration error names its setting); its exit code."""
+    code = exit_code(exc)
+    if code == EXIT_CONFIG:
+        _error_line("configuration error", str(exc) if isinstance(exc, ConfigError) else safe_message(exc))
+    else:
+        _error_line(f"{command} failed", safe_message(exc))
+    return code
 
 
 def _setting(flag: str | None, flag_name: str, env_name: str, bucket: str | None = None, bucket_env: str = "") -> str:
@@ -182,8 +187,7 @@ def run(
                 zones=zones,
             )
         except Exception as exc:
-            code = exit_code(exc)
-            _error_line("configuration error" if code == EXIT_CONFIG else "run failed", safe_message(exc))
+            code = _report_error("run", exc)
             Notifier(s.notify_config()).send(failure_notification("run", "fitbit-pipeline run", exc))
             raise typer.Exit(code) from None
     Notifier(s.notify_config()).send(run_notification(summary.as_dict()))
