@@ -1,4 +1,8 @@
-"""Shared test helpers: real files, real warehouses (DuckDB files, a real PostgreSQL server), the shared fixtures.
+"""Shared test helpers: real files, real warehouses (DuckDB files, a real PostgreSQL server), the reference fixtures.
+
+Fixtures: ``tests/fixtures`` (a copy of the reference fixtures, see its README); a missing fixture is an
+error, never a skip. In CI (``CI=true``) a skipped test fails, unless its reason is one of ``ALLOWED_SKIPS``
+(the live Redshift test, which needs a real cluster).
 
 PostgreSQL: ``FITBIT_TEST_POSTGRES_URL`` (a server whose user may create databases), or else a
 throw-away server started for the session from ``/usr/lib/postgresql/*/bin`` (``initdb`` into a
@@ -30,14 +34,47 @@ from fitbit_pipeline import pipeline
 from fitbit_pipeline.sql import placeholders
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-FIXTURES = ROOT.parent / "shared" / "fixtures"
+FIXTURES = ROOT / "tests" / "fixtures"
 WAREHOUSES = ("duckdb", "postgres")
+ALLOWED_SKIPS = ("live Redshift test:",)  # the only skips CI accepts (documented in README.md)
 
 
 def _fixtures() -> pathlib.Path:
     if not (FIXTURES / "expected.json").exists():
-        pytest.skip(f"reference fixtures not found at {FIXTURES}")
+        pytest.fail(f"reference fixtures not found at {FIXTURES} (they are part of the repository)", pytrace=False)
     return FIXTURES
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def _skip_reason(report: pytest.TestReport | pytest.CollectReport) -> str:
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    return reason.removeprefix("Skipped: ")
+
+
+def _fail_unexpected_skip(report: pytest.TestReport | pytest.CollectReport) -> None:
+    """In CI, a skip whose reason is not allowed becomes a failure (a skipped test tests nothing)."""
+    if not in_ci() or not report.skipped or hasattr(report, "wasxfail"):
+        return
+    reason = _skip_reason(report)
+    if not reason.startswith(ALLOWED_SKIPS):
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI (CI=true), which only allows {ALLOWED_SKIPS}: {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    outcome = yield
+    _fail_unexpected_skip(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
+    outcome = yield
+    _fail_unexpected_skip(outcome.get_result())
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +92,7 @@ def expected() -> dict[str, dict]:
 
 def unavailable(reason: str) -> None:
     """Skip with ``reason`` locally; fail in CI, where every warehouse must be tested."""
-    if os.environ.get("CI", "").strip().lower() in ("true", "1", "yes"):
+    if in_ci():
         pytest.fail(f"{reason} (CI=true: not skipping)", pytrace=False)
     pytest.skip(reason)
 

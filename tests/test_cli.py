@@ -25,7 +25,7 @@ def cli(*args: str, cwd, env_extra: dict[str, str] | None = None, ok: bool = Tru
 
 
 def test_quick_start_generates_a_sample_loads_it_and_reruns_quickly(tmp_path) -> None:
-    first = cli("run", "--workers", "1", cwd=tmp_path)
+    first = cli("run", "--sample-if-empty", "--workers", "1", cwd=tmp_path)  # what scripts/run.sh asks for
     assert "held no files: generated a sample of 126 files" in first.stdout
     assert "succeeded" in first.stdout and "Per activity" in first.stdout
     for name in ("intraday_heart", "daily_steps", "heart_rate_zones"):

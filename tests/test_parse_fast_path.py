@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import pathlib
 import random
 
 import numpy as np
@@ -20,8 +19,9 @@ from fitbit_pipeline import activities, parse
 from fitbit_pipeline.parse import FileContext, FileRejected, parse_document
 from fitbit_pipeline.sample_data import generate
 
+from .conftest import FIXTURES
+
 RUN_DATE = dt.date(2024, 12, 31)
-FIXTURES = pathlib.Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 
 
 def _outcome(raw: bytes, ctx: FileContext, fast: bool, monkeypatch: pytest.MonkeyPatch):
@@ -60,9 +60,8 @@ def _uses_scanner(raw: bytes, activity: str) -> bool:
 
 
 def test_reference_fixtures_agree(monkeypatch) -> None:
-    files = sorted((FIXTURES / "web-api").glob("*.json")) if FIXTURES.exists() else []
-    if not files:
-        pytest.skip(f"reference fixtures not found at {FIXTURES}")
+    files = sorted((FIXTURES / "web-api").glob("*.json"))
+    assert len(files) == 11, f"reference fixtures missing from {FIXTURES}"
     for path in files:
         activity = path.name.split("_")[0]
         _same(path.read_bytes(), activity, monkeypatch)

@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from fitbit_pipeline import pipeline, schema
+from fitbit_pipeline.errors import ConfigError
 from fitbit_pipeline.sample_data import generate
 from fitbit_pipeline.sql import Names, lock_key
 from fitbit_pipeline.warehouse import open_warehouse, warehouse_kind
@@ -264,7 +265,7 @@ def test_warehouse_selection_and_masked_errors(postgres_server) -> None:
         open_warehouse("mysql://u:pw@h/db", "rural")
     server = urlsplit(postgres_server)
     bad = f"postgres://nobody:Sup3r%3Bs3cret@{server.hostname}:{server.port}/no_such_database"
-    with pytest.raises(RuntimeError) as info:
+    with pytest.raises(ConfigError) as info:
         open_warehouse(bad, "rural")
     message = str(info.value)
     assert "Sup3r" not in message and "s3cret" not in message and info.value.__cause__ is None

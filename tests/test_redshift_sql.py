@@ -16,6 +16,7 @@ from sqlglot.errors import ErrorLevel
 
 from fitbit_pipeline import pipeline, schema
 from fitbit_pipeline.derived_sql import derived_statements
+from fitbit_pipeline.errors import ConfigError
 from fitbit_pipeline.sample_data import generate
 from fitbit_pipeline.sql import Names, copy_credentials, ident, literal, placeholders
 from fitbit_pipeline.warehouse import open_warehouse
@@ -257,7 +258,7 @@ def test_connection_from_url_settings_and_airflow(monkeypatch) -> None:
 
 
 def test_connection_errors_never_show_the_password() -> None:
-    with pytest.raises(RuntimeError) as info:
+    with pytest.raises(ConfigError) as info:
         RedshiftWarehouse.connect("redshift://etl:Sup3rS3cret@127.0.0.1:1/dev?timeout=2", "rural", _settings())
     assert "Sup3rS3cret" not in str(info.value) and "redshift://etl@127.0.0.1/dev" in str(info.value)
     assert info.value.__cause__ is None and info.value.__suppress_context__

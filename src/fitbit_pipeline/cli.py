@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import os
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, ParamSpec
 
+import click
 import typer
 from pydantic import ValidationError
 from rich import box
@@ -16,12 +19,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import pipeline
-from .lake import LakeBusy, LakeConfigError
+from . import pipeline, preflight
+from .errors import EXIT_CONFIG, EXIT_GATED, ConfigError, exit_code, mask_url, safe_message
 from .notify import Notifier, failure_notification, run_notification
 from .settings import Settings
-from .sources import list_documents
-from .warehouse.postgres_backend import mask_url
+from .sources import is_local
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Fitbit intraday data pipeline.")
 console = Console(stderr=False)
@@ -34,6 +36,44 @@ LakeOpt = Annotated[str | None, typer.Option("--lake", help="Parquet lake: folde
 WarehouseOpt = Annotated[str | None, typer.Option("--warehouse", help="Warehouse: DuckDB file path [FITBIT_WAREHOUSE]")]
 SchemaOpt = Annotated[str | None, typer.Option("--schema", help="Warehouse schema [REDSHIFT_SCHEMA, default rural]")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON")]
+P = ParamSpec("P")
+
+
+def _error_line(label: str, text: str) -> None:
+    """One line on stderr (never wrapped, never a traceback)."""
+    err.print(f"[red]{label}:[/red] {escape(' '.join(text.split()))}", highlight=False, soft_wrap=True)
+
+
+def _guard(command: Callable[P, None]) -> Callable[P, None]:
+    """Every command ends an error with one line and the exit code of :func:`errors.exit_code`."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except Exception as exc:
+            raise typer.Exit(_report_error(command.__name__.replace("_", " "), exc)) from None
+
+    return wrapper
+
+
+def _report_error(command: str, exc: Exception) -> int:
+    """Print ``exc`` as one line (a configuration error names its setting); its exit code."""
+    code = exit_code(exc)
+    if code == EXIT_CONFIG:
+        _error_line("configuration error", str(exc) if isinstance(exc, ConfigError) else safe_message(exc))
+    else:
+        _error_line(f"{command} failed", safe_message(exc))
+    return code
+
+
+def _setting(flag: str | None, flag_name: str, env_name: str, bucket: str | None = None, bucket_env: str = "") -> str:
+    """The name of the setting a value came from, for configuration errors."""
+    if flag is not None:
+        return flag_name
+    return bucket_env if bucket else env_name
 
 
 def _load_settings() -> Settings:
@@ -79,6 +119,7 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log prog
 
 
 @app.command()
+@_guard
 def run(
     source: SourceOpt = None,
     lake: LakeOpt = None,
@@ -86,8 +127,13 @@ def run(
     schema: SchemaOpt = None,
     workers: Annotated[int, typer.Option(help="Transform processes (0 = one per core)")] = 0,
     sample_if_empty: Annotated[
-        bool, typer.Option(help="Generate sample data first when a local source holds no files")
-    ] = True,
+        bool,
+        typer.Option(
+            "--sample-if-empty",
+            help="Generate sample data first when the local source is missing or holds no files "
+            "(otherwise an empty source is a configuration error)",
+        ),
+    ] = False,
     force: Annotated[bool, typer.Option("--force", help="Merge even when the validation gate objects")] = False,
     retry_rejected: Annotated[
         bool, typer.Option("--retry-rejected", help="Re-read files that were rejected or had rejected rows")
@@ -100,7 +146,8 @@ def run(
 ) -> None:
     """One incremental run: new and changed files are parsed, validated, staged and merged.
 
-    Exit codes: 0 success (rejected records do not fail a run), 1 the run failed,
+    Exit codes: 0 success (rejected records do not fail a run), 1 the run failed, 2 a configuration
+    error (a missing or empty source, an unusable lake or warehouse, no credentials, unreachable),
     3 the validation gate stopped the run before production was touched.
     """
     s = _settings(source, lake, warehouse, schema)
@@ -110,18 +157,15 @@ def run(
         zones = s.zone_map()
     except (ValueError, ImportError, OSError) as exc:
         hint = " (install the extra: pip install 'fitbit-pipeline[spark]')" if isinstance(exc, ImportError) else ""
-        err.print(f"[red]configuration error:[/red] {escape(str(exc))}{hint}")
-        raise typer.Exit(2) from None
+        _error_line("configuration error", f"{exc}{hint}")
+        raise typer.Exit(EXIT_CONFIG) from None
     src = s.source_uri()
-    if sample_if_empty and "://" not in src and not list_documents(src).docs:
-        from .sample_data import generate
-
-        truth = generate(src, participants=3, days=7, start=dt.date.today() - dt.timedelta(days=8))
-        if not as_json:
-            console.print(
-                f"[yellow]The source {src} held no files: generated a sample of {len(truth.files)} files "
-                "(3 participants x 7 days x 6 activities).[/yellow]"
-            )
+    if sample_if_empty and is_local(src):
+        _sample_if_empty(src, quiet=as_json)
+    bucket_settings = (s.fitbit_source_bucket, "FITBIT_SOURCE_BUCKET", s.fitbit_dest_bucket, "FITBIT_DEST_BUCKET")
+    preflight.check_source(src, _setting(source, "--source", "FITBIT_SOURCE", *bucket_settings[:2]))
+    preflight.check_lake(s.lake_uri(), _setting(lake, "--lake", "FITBIT_LAKE", *bucket_settings[2:]))
+    preflight.check_warehouse(s.warehouse_target(), _setting(warehouse, "--warehouse", "FITBIT_WAREHOUSE"))
     progress = _progress("transforming", as_json)
     task = progress.add_task("files", total=None)
     with progress:
@@ -142,20 +186,34 @@ def run(
                 engine=engine,
                 zones=zones,
             )
-        except (LakeBusy, LakeConfigError) as exc:
-            err.print(f"[red]{'configuration error' if isinstance(exc, LakeConfigError) else 'busy'}:[/red] {exc}")
-            raise typer.Exit(2 if isinstance(exc, LakeConfigError) else 1) from None
         except Exception as exc:
-            err.print(f"[red]run failed:[/red] {escape(f'{type(exc).__name__}: {exc}')}")
+            code = _report_error("run", exc)
             Notifier(s.notify_config()).send(failure_notification("run", "fitbit-pipeline run", exc))
-            raise typer.Exit(1) from None
+            raise typer.Exit(code) from None
     Notifier(s.notify_config()).send(run_notification(summary.as_dict()))
     if as_json:
         print(json.dumps(summary.as_dict(), indent=2))
     else:
         _print_summary(summary, src, s)
     if summary.status == "gated":
-        raise typer.Exit(3)
+        raise typer.Exit(EXIT_GATED)
+
+
+def _sample_if_empty(src: str, *, quiet: bool) -> None:
+    """Write the quick start's sample into a local source that is missing or holds no files (asked for)."""
+    import pathlib
+
+    from .sample_data import generate
+
+    path = pathlib.Path(src.removeprefix("file://"))
+    if path.exists() and preflight.has_local_files(path):
+        return
+    truth = generate(src, participants=3, days=7, start=dt.date.today() - dt.timedelta(days=8))
+    if not quiet:
+        console.print(
+            f"[yellow]The source {src} held no files: generated a sample of {len(truth.files)} files "
+            "(3 participants x 7 days x 6 activities), as --sample-if-empty asks.[/yellow]"
+        )
 
 
 def _progress(label: str, quiet: bool) -> Progress:
@@ -241,6 +299,7 @@ def _print_summary(summary: pipeline.RunSummary, src: str, s: Settings) -> None:
 
 
 @app.command()
+@_guard
 def status(
     warehouse: WarehouseOpt = None,
     schema: SchemaOpt = None,
@@ -249,10 +308,7 @@ def status(
 ) -> None:
     """The last runs and their statistics, read from the warehouse."""
     s = _settings(None, None, warehouse, schema)
-    target = s.warehouse_target()
-    if "://" not in target and not os.path.exists(target):
-        err.print(f"No warehouse at {mask_url(target)} yet: run `fitbit-pipeline run` first.")
-        raise typer.Exit(1)
+    target = _existing_warehouse(s, warehouse)
     from .warehouse import open_warehouse
 
     with open_warehouse(target, s.redshift_schema) as wh:
@@ -294,7 +350,18 @@ def status(
             console.print(f"Rejects by rule in {latest}: " + ", ".join(f"{r} {n}" for r, n in rules))
 
 
+def _existing_warehouse(s: Settings, flag: str | None) -> str:
+    """The warehouse target, checked; a DuckDB file that does not exist yet ends the command (exit 1)."""
+    target = s.warehouse_target()
+    preflight.check_warehouse(target, _setting(flag, "--warehouse", "FITBIT_WAREHOUSE"))
+    if "://" not in target and target != "redshift" and not os.path.exists(target):
+        err.print(f"No warehouse at {mask_url(target)} yet: run `fitbit-pipeline run` first.")
+        raise typer.Exit(1)
+    return target
+
+
 @app.command()
+@_guard
 def verify(
     lake: LakeOpt = None,
     warehouse: WarehouseOpt = None,
@@ -310,11 +377,7 @@ def verify(
     from .warehouse import open_warehouse
 
     s = _settings(None, lake, warehouse, schema)
-    try:
-        the_lake = Lake(s.lake_uri(), s.redshift_schema)
-    except LakeConfigError as exc:
-        err.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None
+    the_lake = Lake(s.lake_uri(), s.redshift_schema)
     with open_warehouse(s.warehouse_target(), s.redshift_schema) as wh:
         wh.follow_lake(s.lake_uri())
         wh.ensure_schema()
@@ -335,6 +398,7 @@ def verify(
 
 
 @app.command()
+@_guard
 def validate(
     source: Annotated[str, typer.Argument(help="Folder or URI to validate")],
     workers: Annotated[int, typer.Option(help="Transform processes (0 = one per core)")] = 0,
@@ -345,6 +409,7 @@ def validate(
     from .validate import validate as run_validation
 
     s = _load_settings()
+    preflight.check_source(source, "SOURCE (the argument of validate)")
     progress = _progress("validating", as_json)
     task = progress.add_task("files", total=None)
     with progress:
@@ -386,6 +451,7 @@ def validate(
 
 
 @app.command()
+@_guard
 def report(
     out: Annotated[str, typer.Option("--out", help="HTML file (or s3:// URI) to write")] = "fitbit-report.html",
     start: Annotated[str | None, typer.Option("--from", help="First day, YYYY-MM-DD (default: 7 days to --to)")] = None,
@@ -399,7 +465,7 @@ def report(
     from .warehouse import open_warehouse
 
     s = _settings(None, None, warehouse, schema)
-    with open_warehouse(s.warehouse_target(), s.redshift_schema) as wh:
+    with open_warehouse(_existing_warehouse(s, warehouse), s.redshift_schema) as wh:
         wh.ensure_schema()
         last = dt.date.fromisoformat(end) if end else reporting.latest_data_day(wh)
         if last is None:
@@ -409,7 +475,10 @@ def report(
         data = reporting.build(
             wh, first, last, rules=reporting.SilentRules(s.fitbit_silent_after_days, s.fitbit_wear_drop_ratio)
         )
-    reporting.write(data, out)
+    try:
+        reporting.write(data, out)
+    except OSError as exc:
+        raise ConfigError("--out", f"cannot write {mask_url(out)}: {exc.strerror or type(exc).__name__}") from None
     console.print(f"Wrote {out}: {len(data.participants)} participants, {first} to {last}")
     if data.silent:
         console.print(
@@ -422,6 +491,7 @@ def report(
 
 
 @app.command("sample-data")
+@_guard
 def sample_data(
     out: Annotated[str, typer.Argument(help="Folder to write into")],
     participants: Annotated[int, typer.Option(help="Number of participants")] = 3,
@@ -459,6 +529,7 @@ app.add_typer(glue_app, name="glue")
 
 
 @glue_app.command("deploy")
+@_guard
 def glue_deploy(
     bucket: Annotated[
         str | None, typer.Option("--bucket", help="S3 bucket for the script and the wheel [GLUE_SCRIPTS_BUCKET]")
@@ -481,14 +552,16 @@ def glue_deploy(
     s = _load_settings()
     overrides = {k: v for k, v in {"glue_scripts_bucket": bucket, "fitbit_glue_role_arn": role}.items() if v}
     s = s.model_copy(update=overrides)
+    if wheel and not pathlib.Path(wheel).is_file():
+        raise ConfigError("--wheel", f"no wheel at {wheel}")
     try:
-        done = gd.deploy(s, wheel=pathlib.Path(wheel) if wheel else None)
+        gd.check(s)
     except gd.DeployError as exc:
-        err.print(f"[red]configuration error:[/red] {escape(str(exc))}")
-        raise typer.Exit(2) from None
-    except Exception as exc:  # AWS or build errors: say what failed, never echo credentials
-        err.print(f"[red]deploy failed:[/red] {escape(f'{type(exc).__name__}: {exc}')}")
-        raise typer.Exit(1) from None
+        _error_line("configuration error", str(exc))
+        raise typer.Exit(EXIT_CONFIG) from None
+    assert s.glue_scripts_bucket is not None
+    preflight.check_bucket(s.glue_scripts_bucket, "--bucket" if bucket else "GLUE_SCRIPTS_BUCKET")
+    done = gd.deploy(s, wheel=pathlib.Path(wheel) if wheel else None)  # AWS or build errors: _guard
     if as_json:
         print(json.dumps(done.as_dict(), indent=2))
         return

@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 from pydantic import SecretStr
 
+from .errors import safe_message
+
 log = logging.getLogger(__name__)
 Level = Literal["success", "failure", "gated", "alert"]
 _ICON = {"success": ":white_check_mark:", "failure": ":x:", "gated": ":warning:", "alert": ":bell:"}
@@ -84,8 +86,8 @@ def run_notification(summary: dict[str, Any], *, report_url: str | None = None) 
 def failure_notification(
     run: str, task: str, error: BaseException | str, *, attempt: int | None = None
 ) -> Notification:
-    """A task or run failure; the error is named by type and message (messages carry no values)."""
-    what = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    """A task or run failure: the error's class and its text without values or secrets (:func:`safe_message`)."""
+    what = safe_message(error)
     lines = [f"task: {task}" + (f" (attempt {attempt})" if attempt else ""), f"error: {what}"]
     return Notification(f"fitbit-pipeline {run}: {task} failed", "failure", lines)
 

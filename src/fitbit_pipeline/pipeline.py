@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import faults, gate, lake, schema, verify
+from .errors import safe_message
 from .gate import GateLimits, GateResult
 from .lake import Lake, journal
 from .lake.adopt import ADOPTED, adopt_legacy
@@ -525,7 +526,7 @@ def run(
             faults.point("gate-passed")
             rows = merge_run(plan, wh, valid_day_minutes=valid_day_minutes, lake_=the_lake)
         except Exception as exc:
-            finish_run(plan, wh, "failed", message=f"{type(exc).__name__}: {exc}")
+            finish_run(plan, wh, "failed", message=safe_message(exc))  # never a value nor a secret
             raise
         summary = finish_run(plan, wh, "succeeded", message=message, rows_by_table=rows)
         faults.point("finished")

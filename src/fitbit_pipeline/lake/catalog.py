@@ -28,6 +28,7 @@ from pyiceberg.table.sorting import NullOrder
 from pyiceberg.transforms import IdentityTransform
 
 from .. import schema
+from ..errors import ConfigError
 from ..sources import is_local
 from .paths import production_uri
 
@@ -35,8 +36,11 @@ CATALOG_NAME = "fitbit"
 NAME_MAPPING = "schema.name-mapping.default"
 
 
-class LakeConfigError(ValueError):
-    """The lake's catalog is not configured (or not reachable) as it needs to be."""
+class LakeConfigError(ConfigError):
+    """The lake's catalog is not configured as it needs to be (exit 2)."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__("FITBIT_ICEBERG_CATALOG", problem)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import pyarrow as pa
 from pyiceberg.table import Table as IcebergTable
 
 from .. import schema
+from ..errors import SafeError
 from ..sources import filesystem, is_local
 from .catalog import CatalogConfig, local_path, open_catalog, open_tables
 from .commit import TableCommit, commit_run, leftovers, replace_keys, write_rows
@@ -22,7 +23,7 @@ from .snapshot import current_snapshot_id, data_files
 log = logging.getLogger(__name__)
 
 
-class LakeBusy(RuntimeError):
+class LakeBusy(SafeError):
     """Another run holds the lake."""
 
 

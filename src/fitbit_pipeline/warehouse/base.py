@@ -12,12 +12,13 @@ from typing import Any
 import pyarrow as pa
 
 from .. import faults, schema
+from ..errors import SafeError
 from ..derived_sql import derived_statements
 from ..schema import Table
 from ..sql import Names
 
 
-class AccountingError(RuntimeError):
+class AccountingError(SafeError):
     """Rows read did not equal rows loaded + rejected + duplicate + superseded."""
 
 

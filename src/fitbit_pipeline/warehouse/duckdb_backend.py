@@ -12,6 +12,7 @@ import duckdb
 import pyarrow as pa
 
 from .. import schema
+from ..errors import ConfigError, WarehouseBusy
 from ..schema import Table
 from ..sources import filesystem, is_local
 from ..sql import ident, literal, sql_type
@@ -33,13 +34,18 @@ CONFIG = {
 class DuckDBWarehouse(Warehouse):
     def __init__(self, path: str, schema_name: str) -> None:
         super().__init__(schema_name)
-        if path != ":memory:":
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         try:
+            if path != ":memory:":
+                os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             self.con = duckdb.connect(path, config=dict(CONFIG))
             self.con.execute("SET enable_progress_bar = false")  # no progress bars on the pipeline's stderr
         except duckdb.IOException as exc:
-            raise RuntimeError(f"cannot open the DuckDB warehouse {path}: {exc} (is another run using it?)") from None
+            if "lock" in str(exc).lower():  # another process has the file open for writing
+                raise WarehouseBusy(f"the DuckDB warehouse {path} is in use by another process (locked)") from None
+            raise ConfigError("FITBIT_WAREHOUSE", f"cannot open the DuckDB warehouse {path}") from None
+        except OSError as exc:  # the folder cannot be created (under a regular file, not writable)
+            reason = exc.strerror or type(exc).__name__
+            raise ConfigError("FITBIT_WAREHOUSE", f"cannot create the DuckDB warehouse {path}: {reason}") from None
         self.path = path
         self._views = False
 

@@ -13,20 +13,20 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from .. import schema
+from ..errors import ConfigError, mask_url, scrub_url
 from ..schema import Table
 from ..sql import Names, lock_key, placeholders
 from .base import MergeResult, Warehouse
 
-_SECRET_KEYS = {"password", "secret", "token", "sslpassword", "secret_access_key", "session_token"}
 _DML = re.compile(r"\s*(INSERT|DELETE|UPDATE)\b", re.IGNORECASE)
 _BATCH_ROWS = 1 << 16
+CONNECT_TIMEOUT_S = 10
 
 # PostgreSQL / Redshift type OIDs -> Arrow types (others are inferred from the values).
 OID_TYPES: dict[int, pa.DataType] = {
@@ -42,31 +42,6 @@ OID_TYPES: dict[int, pa.DataType] = {
     1082: pa.date32(),
     1114: pa.timestamp("us"),
 }
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its password (and secret query parameters) replaced by ``***``, for messages."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    netloc = parts.netloc
-    if parts.password is not None:
-        netloc = netloc.rsplit("@", 1)[1]
-        netloc = f"{parts.username or ''}:***@{netloc}"
-    query = urlencode(
-        [(k, "***" if k.lower() in _SECRET_KEYS else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)],
-        safe="*",
-    )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
-
-
-def scrub(message: str, *secrets: str | None) -> str:
-    """``message`` with every given secret replaced by ``***``."""
-    for secret in secrets:
-        if secret:
-            message = message.replace(secret, "***")
-    return message
 
 
 def rows_to_arrow(description: Sequence[Any] | None, rows: Sequence[Sequence[Any]]) -> pa.Table:
@@ -103,12 +78,15 @@ class PostgresWarehouse(Warehouse):
 
         self.names = Names(schema_name, "postgres")
         self.url = mask_url(url)
+        # A bounded wait for an unreachable server (unless the URL sets its own connect_timeout).
+        timeout = {} if "connect_timeout" in url else {"connect_timeout": CONNECT_TIMEOUT_S}
         try:
-            self.con = psycopg.connect(url, autocommit=True, application_name="fitbit-pipeline")
-        except psycopg.Error as exc:
-            password = urlsplit(url).password
-            message = scrub(str(exc), password, unquote(password) if password else None)
-            raise RuntimeError(f"cannot connect to the PostgreSQL warehouse {self.url}: {message}") from None
+            self.con = psycopg.connect(url, autocommit=True, application_name="fitbit-pipeline", **timeout)
+        except psycopg.Error as exc:  # a bad URL, an unknown host, refused, timed out, authentication
+            message = " ".join(scrub_url(str(exc), url).split())
+            raise ConfigError(
+                "FITBIT_WAREHOUSE", f"cannot connect to the PostgreSQL warehouse {self.url}: {message}"
+            ) from None
         self._lock_key = lock_key(schema_name)
         self._holds_schema = False
 

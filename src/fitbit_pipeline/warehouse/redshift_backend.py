@@ -24,10 +24,11 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .. import schema
+from ..errors import ConfigError, scrub, scrub_url
 from ..schema import Table
 from ..sql import Names, copy_credentials, placeholders
 from .base import MergeResult, Warehouse
-from .postgres_backend import rows_to_arrow, scrub
+from .postgres_backend import rows_to_arrow
 
 log = logging.getLogger(__name__)
 
@@ -239,8 +240,9 @@ class RedshiftWarehouse(Warehouse):
         try:
             con = redshift_connector.connect(**kw)
         except Exception as exc:
-            message = scrub(str(exc), *(kw.get(k) for k in _SECRETS))
-            raise RuntimeError(f"cannot connect to the Redshift warehouse {describe(kw)}: {message}") from None
+            message = scrub_url(scrub(str(exc), *(kw.get(k) for k in _SECRETS)), target)
+            problem = f"cannot connect to the Redshift warehouse {describe(kw)}: {message}"
+            raise ConfigError("FITBIT_WAREHOUSE", problem) from None
         return cls(con, schema_name, settings=settings)
 
     # -- engine primitives ------------------------------------------------------------
