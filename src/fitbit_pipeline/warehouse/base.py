@@ -12,8 +12,8 @@ from typing import Any
 import pyarrow as pa
 
 from .. import faults, schema
-from ..errors import SafeError
 from ..derived_sql import derived_statements
+from ..errors import SafeError
 from ..schema import Table
 from ..sql import Names
 
