@@ -14,6 +14,7 @@ import datetime as dt
 import logging
 import os
 import posixpath
+import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -50,20 +51,23 @@ class TableCommit:
 def commit_run(tables: dict[str, IcebergTable], run_id: str, staging: str, winners: pa.Table) -> dict[str, TableCommit]:
     """Commit every data table for ``run_id`` (idempotent per table); the snapshot and rows of each."""
     out = {}
+    staged = staged_files(staging)
     for t in schema.DATA_TABLES:
         mine = winners.filter(pc.equal(winners["activity"], t.activity))
-        out[t.name] = commit_table(tables[t.name], t, run_id, staging, mine)
+        out[t.name] = commit_table(tables[t.name], t, run_id, staging, mine, staged.get(t.activity or "", set()))
         faults.point(f"lake-committed:{t.name}")
     return out
 
 
-def commit_table(table: IcebergTable, t: schema.Table, run_id: str, staging: str, winners: pa.Table) -> TableCommit:
+def commit_table(
+    table: IcebergTable, t: schema.Table, run_id: str, staging: str, winners: pa.Table, staged: set[str]
+) -> TableCommit:
     done = run_snapshot(table, run_id)
     if done is not None:
         return TableCommit(done.snapshot_id, int(done.summary.additional_properties.get(ROWS_PROPERTY, 0)))
     if not winners.num_rows:
         return TableCommit(current_snapshot_id(table), 0)
-    added, rows = _added(table, t, staging, set(winners["source_file"].to_pylist()), run_id)
+    added, rows = _added(table, t, staging, set(winners["source_file"].to_pylist()), staged, run_id)
     return replace_keys(table, t, run_id, _keys(winners), added, rows)
 
 
@@ -157,31 +161,69 @@ def _row_flags(rows: pa.Table, keys: set[tuple[str, int]]) -> np.ndarray:
 
 
 def _added(
-    table: IcebergTable, t: schema.Table, staging: str, files: set[str], run_id: str
+    table: IcebergTable, t: schema.Table, staging: str, files: set[str], staged: set[str], run_id: str
 ) -> tuple[list[DataFile], int]:
-    """The run's staging rows of ``t`` from the winning ``files``, as data files in the table's location."""
+    """The run's staging rows of ``t`` from the winning ``files``, as data files in the table's location.
+
+    When every document the run staged for the activity won (the usual case), the staging files join the
+    table as they are, unread; otherwise each file is checked and, where some of its rows lost, filtered.
+    """
     out: list[DataFile] = []
     rows = 0
     describe = _Describer(table)
+    everything = staged <= files
     for part in iter_parts(staging, t.name):
-        fs, path = filesystem(part)
-        with fs.open(path, "rb") as fh:
-            pf = pq.ParquetFile(fh, read_dictionary=["source_file"])
-            source = pf.read(columns=["source_file"])["source_file"].combine_chunks()
-            won = np.fromiter((f in files for f in source.dictionary.to_pylist()), dtype=bool)
-            mask = won[source.indices.to_numpy(zero_copy_only=False)] if len(source) else np.zeros(0, dtype=bool)
-            if not mask.any():
+        data, won = None, None
+        if not everything:
+            data, won = _winning_rows(part, t, files)
+            if won == 0:
                 continue
-            data = None if mask.all() else pf.read(columns=t.columns).filter(pa.array(mask))
-            day = _day_of(pf.read(columns=["date"]) if data is None else data)
-        target = _data_path(table, t, f"{run_id}-{posixpath.basename(path)}", day)
+        day = _part_day(part) if data is None else _day_of(data)
+        target = _data_path(table, t, f"{run_id}-{posixpath.basename(part)}", day)
         if data is None:
             _link(part, target)
         else:
             write_parquet(data.cast(t.schema), target)
-        out.append(describe(target))
-        rows += int(mask.sum())
+        entry = describe(target)
+        out.append(entry)
+        rows += int(entry.record_count)
     return out, rows
+
+
+def _winning_rows(part: str, t: schema.Table, files: set[str]) -> tuple[pa.Table | None, int]:
+    """The rows of ``part`` from ``files``: None when all of them are (the file can join as it is), and how many."""
+    fs, path = filesystem(part)
+    with fs.open(path, "rb") as fh:
+        pf = pq.ParquetFile(fh, read_dictionary=["source_file"])
+        source = pf.read(columns=["source_file"])["source_file"].combine_chunks()
+        won = np.fromiter((f in files for f in source.dictionary.to_pylist()), dtype=bool)
+        mask = won[source.indices.to_numpy(zero_copy_only=False)] if len(source) else np.zeros(0, dtype=bool)
+        if mask.all():
+            return None, len(mask)
+        if not mask.any():
+            return None, 0
+        return pf.read(columns=t.columns).filter(pa.array(mask)), int(mask.sum())
+
+
+def staged_files(staging: str) -> dict[str, set[str]]:
+    """Per activity, the documents the run staged (whether or not they have rows in a given table)."""
+    out: dict[str, set[str]] = {}
+    for part in iter_parts(staging, schema.PIPELINE_DELIVERIES.name):
+        fs, path = filesystem(part)
+        with fs.open(path, "rb") as fh:
+            rows = pq.read_table(fh, columns=["activity", "source_file"])
+        for a, f in zip(rows["activity"].to_pylist(), rows["source_file"].to_pylist(), strict=True):
+            out.setdefault(a, set()).add(f)
+    return out
+
+
+_DAY_PART = re.compile(r"-(\d{4}-\d{2}-\d{2})\.parquet$")
+
+
+def _part_day(part: str) -> dt.date | None:
+    """The day of an intraday staging file, from its name (``part-<chunk>-<YYYY-MM-DD>.parquet``)."""
+    m = _DAY_PART.search(part)
+    return dt.date.fromisoformat(m[1]) if m else None
 
 
 class _Describer:
