@@ -35,6 +35,7 @@ class FaultProxy:
         outage: tuple[str, ...] = (),
     ):
         self.target_port = target_port
+        self.down = False  # every request fails with 503 while set (an endpoint outage)
         self.count = 0
         self.faults = {"slowdown": 0, "reset": 0, "outage": 0}
         self.in_flight = self.max_in_flight = 0  # requests being served at once
@@ -73,7 +74,7 @@ class FaultProxy:
                     k = proxy.count
                     budget = proxy.faults["slowdown"] + proxy.faults["reset"] < max_faults
                     fault = None
-                    if self.command == "GET" and any(o in self.path for o in outage):
+                    if proxy.down or (self.command == "GET" and any(o in self.path for o in outage)):
                         fault = "outage"
                     elif budget and k % reset_every == 0:
                         fault = "reset"
@@ -103,7 +104,9 @@ class FaultProxy:
                 for k, v in resp.getheaders():
                     if k.lower() not in _HOP and k.lower() != "content-length":
                         self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
+                # a HEAD has no body: its Content-Length is the object's size, passed on as the server gave it
+                length = resp.getheader("Content-Length") if self.command == "HEAD" else None
+                self.send_header("Content-Length", length or str(len(data)))
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)

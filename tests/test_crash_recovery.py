@@ -155,7 +155,7 @@ def test_a_full_disk_during_the_commit_fails_clearly_and_recovers(env, reference
             [*CLI, "run"], env=_environ(env, "gate-passed", "STOP"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True,
         )  # fmt: skip
-        _wait_stopped(proc.pid)
+        _wait_stopped(proc)
         ballast = mount / "ballast"
         with open(ballast, "wb") as fh:  # every free byte
             try:
@@ -184,14 +184,19 @@ def _environ(env: Env, fault: str | None = None, sig: str = "KILL") -> dict[str,
     return environ
 
 
-def _wait_stopped(pid: int, timeout: float = 120) -> None:
+def _wait_stopped(proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Until ``proc`` has stopped itself at its fault point (state T); its output if it ended instead."""
     import time
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with open(f"/proc/{pid}/stat") as fh:
-            if fh.read().split(")")[-1].split()[0] == "T":
-                return
+        with open(f"/proc/{proc.pid}/stat") as fh:
+            state = fh.read().split(")")[-1].split()[0]
+        if state == "T":
+            return
+        if state == "Z":
+            out, err = proc.communicate()
+            raise AssertionError(f"the run ended before its stop point ({proc.returncode}): {out[-1000:]} {err[-2000:]}")
         time.sleep(0.1)
     raise AssertionError("the run never reached its stop point")
 

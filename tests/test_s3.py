@@ -212,3 +212,50 @@ def test_zip_slip_bomb_and_truncated_archives_are_rejected_while_the_rest_loads(
     superseded = s3.sql("SELECT COUNT(*) FROM rural.pipeline_files WHERE status = 'superseded'")[0][0]
     # the good exports, and the good member next to each bad one (the same participant-day: one wins)
     assert loaded == 18 + 1 and superseded == 1
+
+
+def test_an_s3_outage_during_the_commit_fails_clearly_and_the_next_run_completes_it(s3, moto_port, tmp_path) -> None:
+    """A real `fitbit-pipeline run` on an S3 lake stops at its point of no return; the endpoint goes down; the
+    lake commit fails after its retries with a clear error; once the endpoint is back the next run completes it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from .test_crash_recovery import _wait_stopped
+
+    truth = generate(tmp_path / "gen", participants=2, days=2, seed=23)
+    s3.put_tree(tmp_path / "gen")
+    with FaultProxy(moto_port, slowdown_every=10**6, reset_every=10**6) as proxy:
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("FITBIT_")}
+        environ.update(
+            AWS_ENDPOINT_URL=f"http://127.0.0.1:{proxy.port}",
+            FITBIT_ICEBERG_CATALOG_URI=os.environ["FITBIT_ICEBERG_CATALOG_URI"],
+            FITBIT_S3_MAX_ATTEMPTS="2",
+            FITBIT_SOURCE=s3.source,
+            FITBIT_LAKE=s3.lake_uri,
+            FITBIT_WAREHOUSE=s3.warehouse,
+            FITBIT_WORKERS="1",
+        )
+        cmd = [sys.executable, "-c", "from fitbit_pipeline.cli import app; app()", "run"]
+        proc = subprocess.Popen(
+            cmd, env={**environ, "FITBIT_FAULT_POINT": "committing", "FITBIT_FAULT_SIGNAL": "STOP"},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        _wait_stopped(proc)
+        proxy.down = True
+        os.kill(proc.pid, signal.SIGCONT)
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 1 and "run failed" in err and "Traceback" not in err, err[-2000:]
+        assert proxy.faults["outage"] > 0
+        proxy.down = False
+        again = subprocess.run(cmd, env=environ, capture_output=True, text=True, timeout=300)
+        assert again.returncode == 0, again.stderr[-2000:]
+        check = subprocess.run([*cmd[:-1], "verify"], env=environ, capture_output=True, text=True, timeout=300)
+        assert check.returncode == 0, check.stdout + check.stderr
+    for a in ("heart", "steps"):
+        assert s3.sql(f"SELECT COUNT(*) FROM rural.intraday_{a}") == [(truth.total_rows(a),)]
+    runs = dict(s3.sql("SELECT status, COUNT(*) FROM rural.pipeline_runs WHERE activity = 'ALL' GROUP BY 1"))
+    # the failed attempt was completed by the next run's recovery (recorded as succeeded), which then found nothing new
+    assert runs == {"succeeded": 1, "nothing-new": 1}
+    assert s3.sql("SELECT COUNT(*) FROM rural.pipeline_files WHERE status <> 'loaded'") == [(0,)]

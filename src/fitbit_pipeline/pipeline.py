@@ -434,10 +434,20 @@ def finish_run(
         summary.rules = wh.staged_rule_counts()
     summary.duration_s = (dt.datetime.now(dt.UTC).replace(tzinfo=None) - plan.started_at).total_seconds()
     _record(wh, summary)
-    state = journal.read_state(plan.staging_uri) if plan.todo else None
-    if state is not None and not (status == "failed" and state["state"] in (journal.COMMITTING, journal.APPLIED)):
-        journal.write_state(plan.staging_uri, _ENDING.get(status, journal.FINISHED))  # a failed commit is completed
+    if plan.todo:
+        _end_journal(plan, status)
     return summary
+
+
+def _end_journal(plan: Plan, status: str) -> None:
+    """The run's journal ends with ``status``, except a failed run past its point of no return (recovery
+    completes it). Best effort: the storage may be what failed, and recovery reads whatever state is there."""
+    try:
+        state = journal.read_state(plan.staging_uri)
+        if state is not None and not (status == "failed" and state["state"] in (journal.COMMITTING, journal.APPLIED)):
+            journal.write_state(plan.staging_uri, _ENDING.get(status, journal.FINISHED))
+    except Exception as exc:  # noqa: BLE001 - never hide the run's own outcome
+        log.warning("run %s: could not record the end of its journal (%s)", plan.run_id, type(exc).__name__)
 
 
 _ENDING = {"gated": journal.GATED, "failed": journal.FAILED, journal.ABANDONED: journal.ABANDONED}

@@ -14,6 +14,7 @@ import duckdb
 
 from . import schema
 from .lake import Lake
+from .sources import filesystem, is_local
 from .sql import ident, literal, sql_type
 from .warehouse import DuckDBWarehouse, Warehouse
 
@@ -50,6 +51,8 @@ def lake_digest(files: list[str], t: schema.Table) -> Digest:
     if not files:
         return {}
     with duckdb.connect(config={"autoinstall_known_extensions": "false", "memory_limit": "256MB"}) as con:
+        if not is_local(files[0]):  # object storage through fsspec (DuckDB's httpfs is not needed)
+            con.register_filesystem(filesystem(files[0])[0])
         source = f"read_parquet([{', '.join(literal(f) for f in files)}])"
         return _collect(con.execute(_digest_sql(t, source)).fetchall())
 
