@@ -53,7 +53,9 @@ _RULES = (
     Rule("activities_incomplete", "warning", "finding", "a participant-day has some activities and not others"),
     Rule("heart_missing_while_active", "warning", "finding", "no heart-rate samples on a day with steps"),
     Rule("value_not_integral", "warning", "finding", "integer values delivered with a fraction (kept as delivered)"),
-    Rule("link_to_directory", "warning", "finding", "a link to a directory in the source: skipped, not followed"),
+    # Skipped source entries (warnings: counted in the ledger as status 'skipped', never read, not gated).
+    Rule("link_to_directory", "warning", "file", "a link to a directory in the source: skipped, not followed"),
+    Rule("special_file", "warning", "file", "a FIFO, socket, device or broken link in the source: skipped"),
 )
 
 RULES: dict[str, Rule] = {r.id: r for r in _RULES}
