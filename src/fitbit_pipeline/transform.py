@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
-from . import activities, schema
+from . import activities, lifeline, schema
 from .layouts import LayoutError, match
 from .limits import DEFAULT_LIMITS, Limits
 from .parse import FileContext, FileRejected, Parsed, parse_document
@@ -479,9 +479,12 @@ def transform(
             if on_progress:
                 on_progress(res.files)
         return total
-    mp = multiprocessing.get_context("forkserver")
+    mp = _forkserver()
     pool = ProcessPoolExecutor(
-        max_workers=min(workers, len(chunks)), mp_context=mp, initializer=_adopt_env, initargs=(_worker_env(),)
+        max_workers=min(workers, len(chunks)),
+        mp_context=mp,
+        initializer=_init_worker,
+        initargs=(_worker_env(), os.getpid()),
     )
     with pool:
         pending = {pool.submit(process_chunk, f"{part_prefix}{i:05d}", chunk, ctx) for i, chunk in enumerate(chunks)}
@@ -498,6 +501,20 @@ def transform(
 # The fork server is started once per process, with the environment of that moment: each pool hands its
 # workers the settings the parent has now (AWS credentials chain, endpoint, region, pipeline settings).
 _ENV_PREFIXES = ("AWS_", "FITBIT_")
+
+
+def _forkserver() -> multiprocessing.context.ForkServerContext:
+    """The forkserver context; a fork server started from here dies with this process (see :mod:`.lifeline`)."""
+    os.environ[lifeline.PARENT_PID_ENV] = str(os.getpid())
+    mp = multiprocessing.get_context("forkserver")
+    mp.set_forkserver_preload(["__main__", "fitbit_pipeline.forkserver_preload"])
+    return mp
+
+
+def _init_worker(env: dict[str, str], run_pid: int) -> None:
+    """Pool worker start: die with the fork server (which dies with the run), then take the run's settings."""
+    lifeline.die_with_parent(run_pid)
+    _adopt_env(env)
 
 
 def _worker_env() -> dict[str, str]:
