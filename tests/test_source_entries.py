@@ -3,10 +3,14 @@ above the size limit, links out of the source root, links to directories and oth
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import threading
 import zipfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -123,6 +127,26 @@ def test_links_out_of_the_source_are_never_read(tmp_path) -> None:
     assert b"root:" not in kept and b"SECRET-BYTES" not in kept
 
 
+@contextlib.contextmanager
+def _unblocking(fifo: Path) -> Iterator[None]:
+    """A FIFO whose readers never block for long: if anything opens it (a regression), a writer shows up
+    and closes at once, so the test fails instead of hanging."""
+    done = threading.Event()
+
+    def writer() -> None:
+        while not done.wait(0.05):
+            with contextlib.suppress(OSError):  # ENXIO: nobody is reading, as it should be
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
 def test_links_to_directories_and_fifos_are_skipped_not_failed(tmp_path) -> None:
     site = Site(tmp_path / "site")
     outside = tmp_path / "elsewhere" / DAY
@@ -131,17 +155,19 @@ def test_links_to_directories_and_fifos_are_skipped_not_failed(tmp_path) -> None
     for i in range(4):
         os.symlink(tmp_path / "elsewhere", site.source / f"link{i}")
     os.mkfifo(site.source / "pipe.json")
-    write(site, f"P2/{DAY}/steps.json", steps_doc(DAY, [1, 2]))
-    s = site.run(gate=None)  # the default gate: skipped entries are no failures
+    for i in range(10):
+        write(site, f"P{i}/{DAY}/steps.json", steps_doc(DAY, [1, 2]))
+    with _unblocking(site.source / "pipe.json"):
+        s = site.run(gate=None)  # the default gate: 5 failures in 15 files would stop the run, skips do not
     assert s.status == "succeeded"
     rows = site.sql("SELECT status, rule_id, COUNT(*) FROM rural.pipeline_files GROUP BY ALL ORDER BY ALL")
-    assert rows == [("loaded", None, 1), ("skipped", "link_to_directory", 4), ("skipped", "special_file", 1)]
+    assert rows == [("loaded", None, 10), ("skipped", "link_to_directory", 4), ("skipped", "special_file", 1)]
     assert s.totals["files_rejected"] == 0
     assert site.sql(
         "SELECT rule_id, severity, COUNT(*) FROM rural.data_quality_findings WHERE participant_id IS NULL "
         "GROUP BY ALL ORDER BY ALL"
     ) == [("link_to_directory", "warning", 4), ("special_file", "warning", 1)]
     assert site.sql("SELECT COUNT(*) FROM rural.rejected_records") == [(0,)]
-    assert site.sql("SELECT COUNT(*) FROM rural.intraday_steps") == [(2,)]
+    assert site.sql("SELECT COUNT(*) FROM rural.intraday_steps") == [(20,)]
     site.identity_holds()
     assert site.run(gate=None).status == "nothing-new"  # not retried
