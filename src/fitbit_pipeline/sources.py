@@ -24,7 +24,6 @@ from .layouts import export_end_date
 
 MAX_MEMBER_BYTES = 1 << 30  # uncompressed size of one zip member
 MAX_COMPRESSION_RATIO = 200  # zip-bomb guard: uncompressed / compressed
-DEFAULT_MAX_FILE_BYTES = 256 << 20  # a loose file (FITBIT_MAX_FILE_BYTES)
 
 
 @dataclass(frozen=True)
@@ -150,10 +149,7 @@ def unsafe_member(name: str) -> str | None:
 
 
 def file_size_limit() -> int:
-    """The size limit of a loose file: ``FITBIT_MAX_FILE_BYTES`` from the environment or the settings (``.env``)."""
-    value = os.environ.get("FITBIT_MAX_FILE_BYTES")
-    if value:
-        return int(value)
+    """The size limit of a loose file: setting ``FITBIT_MAX_FILE_BYTES`` (environment, then ``.env``)."""
     from .settings import Settings  # lazily: the settings import most of the package
 
     return Settings().fitbit_max_file_bytes
