@@ -133,13 +133,17 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> None:
     return None
 
 
+def _ignore(_text: str) -> None:
+    return None
+
+
 def _has_duplicate_key(raw: bytes) -> bool:
     """Whether some JSON object of ``raw`` repeats a key (``orjson`` silently keeps the last one).
 
     ``raw`` has already been parsed by ``orjson``; anything the standard parser objects to otherwise
     (depth, encoding) is not a duplicate key and is left to ``orjson``'s verdict."""
-    try:
-        json.loads(raw, object_pairs_hook=_no_duplicates)
+    try:  # numbers are not converted: only the keys matter (and no digit limit applies)
+        json.loads(raw, object_pairs_hook=_no_duplicates, parse_int=_ignore, parse_float=_ignore)
     except _DuplicateKey:
         return True
     except (ValueError, RecursionError):
