@@ -1,7 +1,8 @@
 """Validation thresholds in one place: defaults from the activity description, overridable.
 
 Keys are ``<activity>.<measure>`` for ranges (per minute of data; measures that scale with
-the dataset interval multiply the upper bound by it), plus ``heart.resting_heart_rate`` and
+the dataset interval multiply the upper bound by it, in minutes: second-level data gets a per-second
+bound, rounded up to a whole unit for integer measures), plus ``heart.resting_heart_rate`` and
 ``heart.zone_minutes``; ``<activity>`` for the daily-total reconciliation tolerance. Override
 them with ``FITBIT_RANGES='{"heart.value": [30, 220]}'`` and ``FITBIT_TOLERANCES='{"distance": 0.01}'``.
 """

@@ -12,7 +12,9 @@ they come back as reject records with the rule id and the raw row.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +40,10 @@ _ROW_RULES = (
 )
 _CODE = {r: i for i, r in enumerate(_ROW_RULES)}
 _RAW_LIMIT = 500
+_INT32 = (-(2**31), 2**31 - 1)  # the columns of heart-rate zones and resting heart rate
+_INT64_MAX = 2**63 - 1  # integer daily totals
+# A number as JSON writes it (RFC 8259), the only grammar accepted for numbers given as strings.
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 
 
 @dataclass(frozen=True)
@@ -102,19 +108,47 @@ def _date(value: Any) -> dt.date | None:
 
 
 def _number(value: Any) -> float | None:
-    """A JSON number, or a number given as a string (as the API does for daily totals)."""
+    """A finite JSON number, or a number given as a string in JSON number grammar (as the API does for
+    daily totals); ``"3_0"``, ``" 1"``, ``"nan"`` or ``"1e999"`` are not numbers."""
     if isinstance(value, bool) or value is None:
         return None
-    if isinstance(value, int | float):
+    if isinstance(value, str) and not _JSON_NUMBER.fullmatch(value):
+        return None
+    if not isinstance(value, int | float | str):
+        return None
+    try:
         f = float(value)
-    elif isinstance(value, str):
-        try:
-            f = float(value)
-        except ValueError:
-            return None
-    else:
+    except (ValueError, OverflowError):
         return None
     return f if math.isfinite(f) else None
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> None:
+    if len({k for k, _ in pairs}) != len(pairs):
+        raise _DuplicateKey
+    return None
+
+
+def _ignore(_text: str) -> None:
+    return None
+
+
+def _has_duplicate_key(raw: bytes) -> bool:
+    """Whether some JSON object of ``raw`` repeats a key (``orjson`` silently keeps the last one).
+
+    ``raw`` has already been parsed by ``orjson``; anything the standard parser objects to otherwise
+    (depth, encoding) is not a duplicate key and is left to ``orjson``'s verdict."""
+    try:  # numbers are not converted: only the keys matter (and no digit limit applies)
+        json.loads(raw, object_pairs_hook=_no_duplicates, parse_int=_ignore, parse_float=_ignore)
+    except _DuplicateKey:
+        return True
+    except (ValueError, RecursionError):
+        return False
+    return False
 
 
 def _extract(rows: list[Any], key: str) -> list[Any]:
@@ -181,7 +215,7 @@ def _clock(words: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _measure(
-    values: list[Any], m: Measure, bounds: tuple[float, float], codes: np.ndarray, interval: int
+    values: list[Any], m: Measure, bounds: tuple[float, float], codes: np.ndarray, minutes: float
 ) -> np.ndarray:
     """One numeric column, typed, with type and range violations marked."""
     n = len(values)
@@ -201,22 +235,48 @@ def _measure(
         for i, v in enumerate(values):
             if v is _MISSING:
                 missing[i] = True
-            elif isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
+            elif isinstance(v, int) and not isinstance(v, bool):
+                arr[i] = _as_float(v)
+            elif isinstance(v, float) and math.isfinite(v):
                 arr[i] = v
             else:
                 bad[i] = True
         _set(codes, missing, "missing_field")
         _set(codes, bad, "value_wrong_type")
-    return _check_measure(arr, m, bounds, codes, interval)
+    return _check_measure(arr, m, bounds, codes, minutes)
 
 
-def _check_measure(arr: np.ndarray, m: Measure, bounds: tuple[float, float], codes: np.ndarray, interval: int):
-    if m.kind == "int":
-        _set(codes, arr != np.floor(arr), "value_wrong_type")
+def _as_float(v: int) -> float:
+    """An integer as float64; one beyond float64 becomes an infinity (out of every range)."""
+    try:
+        return float(v)
+    except OverflowError:
+        return math.inf if v > 0 else -math.inf
+
+
+def _check_measure(arr: np.ndarray, m: Measure, bounds: tuple[float, float], codes: np.ndarray, minutes: float):
+    """Mark values outside the plausible range; ``minutes``: the length of one dataset interval in minutes
+    (a second-level dataset has 1/60: per-second bounds). Non-integral values of integer measures stay
+    (counted by :func:`_not_integral`)."""
     low, high = bounds
-    high = high * interval if m.scale_with_interval else high
-    _set(codes, (arr < low) | (arr > high), "value_out_of_range")
+    if m.scale_with_interval:
+        high = high * minutes
+        if m.kind == "int":  # one whole unit per interval stays possible (a floor within one second)
+            high = math.ceil(high - 1e-9)
+    _set(codes, ~((arr >= low) & (arr <= high)), "value_out_of_range")
     return arr
+
+
+def _not_integral(a: Activity, measures: dict[str, np.ndarray]) -> list[tuple[str, str]]:
+    """Warnings for integer measures delivered with a fraction (kept as delivered, never rounded)."""
+    out = []
+    for m in a.measures:
+        if m.kind == "int":
+            arr = measures[m.name]
+            n = int((arr != np.floor(arr)).sum())
+            if n:
+                out.append(("value_not_integral", f"{n} values of '{m.name}' are not whole numbers"))
+    return out
 
 
 # ---- the scanner: a compact dataset read from the bytes, no Python object per row -------------------
@@ -260,6 +320,12 @@ class _Scanned:
 
     def row(self, i: int) -> Any:
         return orjson.loads(self.raw[int(self.starts[i]) : int(self.ends[i])])
+
+    def outside(self) -> bytes:
+        """The document with the scanned rows taken out (an empty dataset)."""
+        if not len(self):
+            return self.raw
+        return self.raw[: int(self.starts[0])] + self.raw[int(self.ends[-1]) :]
 
 
 def _words(raw: bytes, start: int) -> np.ndarray:
@@ -506,16 +572,28 @@ def _zones(
     return out
 
 
+def _fits32(v: int) -> bool:
+    return _INT32[0] <= v <= _INT32[1]
+
+
 def _zone_problem(z: Any, minutes_range: tuple[float, float]) -> str | None:
     if not isinstance(z, dict) or not isinstance(z.get("name"), str):
         return "zone without a name"
     lo, hi, minutes = z.get("min"), z.get("max"), z.get("minutes")
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in (lo, hi)):
         return "min/max are not integers"
+    if not (_fits32(lo) and _fits32(hi)):
+        return "min/max do not fit a 32-bit integer"
     if lo >= hi:
         return "min is not below max"
-    if minutes is not None and (not isinstance(minutes, int) or not minutes_range[0] <= minutes <= minutes_range[1]):
+    if minutes is not None and (
+        not isinstance(minutes, int)
+        or isinstance(minutes, bool)
+        or not (minutes_range[0] <= minutes <= minutes_range[1] and _fits32(minutes))
+    ):
         return f"minutes outside {minutes_range[0]:g}-{minutes_range[1]:g}"
+    if z.get("caloriesOut") is not None and _number(z["caloriesOut"]) is None:
+        return "caloriesOut is not a finite number"
     return None
 
 
@@ -537,15 +615,18 @@ def _daily(item: dict[str, Any], a: Activity, limits: Limits, rejects: list[dict
         if resting is None:
             return {"resting_heart_rate": None}
         lo, hi = limits.range("heart.resting_heart_rate")
-        if isinstance(resting, int) and not isinstance(resting, bool) and lo <= resting <= hi:
+        if isinstance(resting, int) and not isinstance(resting, bool) and lo <= resting <= hi and _fits32(resting):
             return {"resting_heart_rate": resting}
         rejects.append(_summary_reject("resting_hr_out_of_range", resting, f"expected {lo:g}-{hi:g} bpm"))
         return None
-    number = _number(item.get("value"))
-    if number is None or number < 0 or (a.daily_kind == "int" and not number.is_integer()):
+    raw = item.get("value")
+    number = _number(raw)
+    if number is None or number < 0 or (a.daily_kind == "int" and not (number.is_integer() and number <= _INT64_MAX)):
         rejects.append(_summary_reject("daily_value_invalid", item.get("value"), f"'{a.summary_key}' value"))
         return None
-    return {"value": int(number) if a.daily_kind == "int" else number}
+    if a.daily_kind == "float":
+        return {"value": number}
+    return {"value": raw if isinstance(raw, int) else int(number)}
 
 
 def parse_document(raw: bytes, ctx: FileContext) -> Parsed:
@@ -560,6 +641,9 @@ def parse_document(raw: bytes, ctx: FileContext) -> Parsed:
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise FileRejected("invalid_json", str(exc).split(":")[0]) from None
+    # The scanned rows are checked key by key; the rest of the document (all of it off the fast path) here.
+    if _has_duplicate_key(raw if scanned is None else scanned.outside()):
+        raise FileRejected("duplicate_key", "an object repeats a key")
     if not isinstance(doc, dict) or (a.summary_key not in doc and a.intraday_key not in doc):
         raise FileRejected("wrong_structure", f"neither '{a.summary_key}' nor '{a.intraday_key}' present")
 
@@ -604,17 +688,18 @@ def parse_document(raw: bytes, ctx: FileContext) -> Parsed:
     n = len(rows)
     codes = np.zeros(n, dtype=np.int8)
     step = (interval or 1) if dataset_type == "minute" else 1
+    minutes = step if dataset_type == "minute" else (interval or 1) / 60  # one interval, in minutes
     if isinstance(rows, _Scanned):
         secs = rows.secs
         _set(codes, ~rows.time_ok, "time_invalid")
         measures = {
-            m.name: _check_measure(rows.values[m.name], m, ctx.limits.range(f"{a.name}.{m.name}"), codes, step)
+            m.name: _check_measure(rows.values[m.name], m, ctx.limits.range(f"{a.name}.{m.name}"), codes, minutes)
             for m in a.measures
         }
     else:
         secs = _seconds(_extract(rows, "time"), codes)
         measures = {
-            m.name: _measure(_extract(rows, m.name), m, ctx.limits.range(f"{a.name}.{m.name}"), codes, step)
+            m.name: _measure(_extract(rows, m.name), m, ctx.limits.range(f"{a.name}.{m.name}"), codes, minutes)
             for m in a.measures
         }
     if dataset_type == "minute":
@@ -631,12 +716,9 @@ def parse_document(raw: bytes, ctx: FileContext) -> Parsed:
     base_us = (day - _EPOCH).days * 86_400_000_000
     everything = len(good) == n  # the usual case: no copies through an index
     ts = base_us + (secs if everything else secs[good]) * 1_000_000
-    typed = {
-        m.name: (measures[m.name] if everything else measures[m.name][good]).astype(
-            np.int32 if m.kind == "int" else np.float64
-        )
-        for m in a.measures
-    }
+    # Every measure column is float64 (see schema.py): integer measures keep a delivered fraction.
+    typed = {m.name: (measures[m.name] if everything else measures[m.name][good]) for m in a.measures}
+    typed = {name: arr.astype(np.float64, copy=False) for name, arr in typed.items()}
     bad = np.nonzero(codes)[0]
     for i in bad:
         code = _ROW_RULES[codes[i]]
@@ -652,6 +734,7 @@ def parse_document(raw: bytes, ctx: FileContext) -> Parsed:
         )
     duplicates = int((codes == _CODE["duplicate_timestamp"]).sum())
 
+    findings.extend(_not_integral(a, typed))
     if item is None and intraday is not None:
         findings.append(("daily_summary_missing", "no daily summary in the response"))
     if intraday is None:

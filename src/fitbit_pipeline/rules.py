@@ -26,6 +26,10 @@ _RULES = (
     Rule("file_unreadable", "error", "file", "the object could not be read"),
     Rule("read_failed", "error", "file", "storage or network fault after the retries: the next run reads it again"),
     Rule("invalid_json", "error", "file", "the file is not valid JSON"),
+    Rule("duplicate_key", "error", "file", "a JSON object repeats a key (which one counts is ambiguous)"),
+    Rule("zip_duplicate_member", "error", "file", "the archive holds several members of this name"),
+    Rule("file_too_large", "error", "file", "the file is larger than FITBIT_MAX_FILE_BYTES (never read)"),
+    Rule("outside_source", "error", "file", "a link that leads outside the source root (never read)"),
     Rule("unknown_layout", "error", "file", "the path matches no known export layout"),
     Rule("wrong_structure", "error", "file", "the JSON does not have the Fitbit response structure"),
     Rule("date_invalid", "error", "file", "the summary dateTime is not a valid date"),
@@ -48,6 +52,10 @@ _RULES = (
     Rule("intraday_missing", "warning", "finding", "a daily summary without intraday data"),
     Rule("activities_incomplete", "warning", "finding", "a participant-day has some activities and not others"),
     Rule("heart_missing_while_active", "warning", "finding", "no heart-rate samples on a day with steps"),
+    Rule("value_not_integral", "warning", "finding", "integer values delivered with a fraction (kept as delivered)"),
+    # Skipped source entries (warnings: counted in the ledger as status 'skipped', never read, not gated).
+    Rule("link_to_directory", "warning", "file", "a link to a directory in the source: skipped, not followed"),
+    Rule("special_file", "warning", "file", "a FIFO, socket, device or broken link in the source: skipped"),
 )
 
 RULES: dict[str, Rule] = {r.id: r for r in _RULES}

@@ -18,7 +18,6 @@ TableKind = Literal[
 ]
 
 TS = pa.timestamp("us")
-_NUMERIC: dict[Kind, pa.DataType] = {"int": pa.int32(), "float": pa.float64()}
 _DAILY: dict[Kind, pa.DataType] = {"int": pa.int64(), "float": pa.float64()}
 
 PROVENANCE = [pa.field("source_file", pa.string(), False), pa.field("run_id", pa.string(), False)]
@@ -53,7 +52,9 @@ def _intraday(a: Activity) -> Table:
         pa.field("ts_utc", TS, True),  # null: no zone known for the participant-day, or a nonexistent local time
         pa.field("tz_flag", pa.string(), True),  # null | nonexistent | ambiguous (see timezones.py)
     ]
-    fields += [pa.field(m.name, _NUMERIC[m.kind], False) for m in a.measures]
+    # float64 for every measure, integer ones too: some exporters deliver fractions where Fitbit sends whole
+    # numbers (heart rate 72.4); they are kept as delivered and counted (rule value_not_integral).
+    fields += [pa.field(m.name, pa.float64(), False) for m in a.measures]
     return Table(a.intraday_table, "intraday", pa.schema(fields + PROVENANCE), a.name)
 
 

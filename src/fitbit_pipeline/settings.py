@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     fitbit_lake: str = Field("data/lake", description="lake folder or URI")
     fitbit_warehouse: str = Field("data/warehouse.duckdb", description="DuckDB file of the warehouse")
     fitbit_workers: int = Field(0, description="transform processes; 0 = one per core")
+    fitbit_max_file_bytes: int = Field(
+        256 << 20,
+        ge=1,
+        description="largest loose source file read; larger ones are rejected (file_too_large)",
+    )
     fitbit_engine: Literal["local", "spark"] = Field(
         "local", description="transform engine: local (process pool) or spark (local[*] or the running session)"
     )

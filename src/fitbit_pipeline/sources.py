@@ -8,10 +8,12 @@ exports, read in place, never extracted to disk), gives each a stable identity (
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import posixpath
 import zipfile
 import zlib
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +39,7 @@ class SourceDoc:
     delivery_rank: str  # larger wins when two deliveries of the same participant-day compete
     error: str | None = None  # set when the document cannot be read at all
     transient: bool = False  # the error is a storage or network fault: the next run tries again
+    rule_id: str | None = None  # the rule of ``error`` (default: file_unreadable, or read_failed if transient)
 
     @property
     def archive(self) -> str | None:
@@ -145,6 +148,31 @@ def unsafe_member(name: str) -> str | None:
     return None
 
 
+def file_size_limit() -> int:
+    """The size limit of a loose file: setting ``FITBIT_MAX_FILE_BYTES`` (environment, then ``.env``)."""
+    from .settings import Settings  # lazily: the settings import most of the package
+
+    return Settings().fitbit_max_file_bytes
+
+
+def _duplicate_members(uri: str, name: str, members: list[zipfile.ZipInfo], rank: str) -> SourceDoc:
+    """One rejected document for every member of a name that occurs more than once (which one is meant is
+    ambiguous; ``zipfile`` would read the last). Its fingerprint is stable across runs."""
+    crcs = ",".join(f"{m.CRC:08x}" for m in members)
+    size = sum(m.file_size for m in members)
+    return SourceDoc(
+        f"{uri}!{name}",
+        uri,
+        name,
+        name,
+        size,
+        f"crc:{crcs}:{size}",
+        rank,
+        error=f"{len(members)} of them",
+        rule_id="zip_duplicate_member",
+    )
+
+
 def _zip_docs(fs: fsspec.AbstractFileSystem, path: str, info: dict[str, Any]) -> Iterator[SourceDoc]:
     uri = full_uri(fs, path)
     rank_end = export_end_date(posixpath.basename(path))
@@ -165,7 +193,15 @@ def _zip_docs(fs: fsspec.AbstractFileSystem, path: str, info: dict[str, Any]) ->
             transient=is_transient(exc),
         )
         return
+    by_name: dict[str, list[zipfile.ZipInfo]] = defaultdict(list)
     for m in members:
+        by_name[m.filename].append(m)
+    for name, same in by_name.items():
+        if len(same) > 1:
+            yield _duplicate_members(uri, name, same, delivery_rank(rank_end, obj_time, f"{uri}!{name}"))
+    for m in members:
+        if len(by_name[m.filename]) > 1:
+            continue
         source_file = f"{uri}!{m.filename}"
         error = unsafe_member(m.filename)
         if error is None and m.file_size > MAX_MEMBER_BYTES:
@@ -184,11 +220,31 @@ def _zip_docs(fs: fsspec.AbstractFileSystem, path: str, info: dict[str, Any]) ->
         )
 
 
-def list_documents(uri: str) -> Listing:
-    """Every document below ``uri``, sorted by ``source_file``. Never raises for one bad object."""
+def _not_a_file(fs: fsspec.AbstractFileSystem, root: str, path: str, info: dict[str, Any]) -> tuple[str, str] | None:
+    """(rule, reason) for a local entry that is not a regular file inside the source root, decided without
+    opening it: a link leading outside the root, a link to a directory, a FIFO, socket or device."""
+    if not isinstance(fs, fsspec.implementations.local.LocalFileSystem) or info.get("type") == "file":
+        return None
+    real = os.path.realpath(path)
+    base = os.path.realpath(root)
+    if os.path.isdir(real):  # never followed, wherever it leads
+        return "link_to_directory", "a link to a directory: not followed"
+    if info.get("islink") and os.path.commonpath([real, base]) != base:
+        return "outside_source", "a link that leads outside the source root: not followed, never read"
+    if not os.path.isfile(real):
+        return "special_file", "not a regular file (FIFO, socket, device or broken link): never opened"
+    return None
+
+
+def list_documents(uri: str, max_file_bytes: int | None = None) -> Listing:
+    """Every document below ``uri``, sorted by ``source_file``. Never raises for one bad object.
+
+    Nothing outside the source root is read: links leading out of it are rejected unopened; a loose file
+    above ``max_file_bytes`` (default :func:`file_size_limit`) is rejected without being parsed."""
     fs, root = filesystem(uri)
     if not fs.exists(root):
         return Listing([], 0, 0)
+    limit = file_size_limit() if max_file_bytes is None else max_file_bytes
     found = fs.find(root, detail=True)
     docs: list[SourceDoc] = []
     total = 0
@@ -196,23 +252,24 @@ def list_documents(uri: str) -> Listing:
     for path, info in sorted(found.items()):
         if info.get("type") == "directory":
             continue
-        total += int(info.get("size") or 0)
         rel = path[len(root_prefix) :] if path.startswith(root_prefix) else posixpath.basename(path)
+        uri_path = full_uri(fs, path)
+        size = int(info.get("size") or 0)
+        rank = delivery_rank(None, _mtime(info), uri_path)
+        odd = _not_a_file(fs, root, path, info)
+        if odd is not None:
+            rule_id, reason = odd
+            fingerprint = f"{rule_id}:{_fingerprint(info)}"
+            docs.append(SourceDoc(uri_path, uri_path, None, rel, 0, fingerprint, rank, reason, rule_id=rule_id))
+            continue
+        total += size
         if path.lower().endswith(".zip"):
             docs.extend(_zip_docs(fs, path, info))
             continue
-        uri_path = full_uri(fs, path)
-        docs.append(
-            SourceDoc(
-                uri_path,
-                uri_path,
-                None,
-                rel,
-                int(info.get("size") or 0),
-                _fingerprint(info),
-                delivery_rank(None, _mtime(info), uri_path),
-            )
-        )
+        error, rule_id = None, None
+        if size > limit:
+            error, rule_id = f"larger than {limit} bytes", "file_too_large"
+        docs.append(SourceDoc(uri_path, uri_path, None, rel, size, _fingerprint(info), rank, error, rule_id=rule_id))
     docs.sort(key=lambda d: d.source_file)
     return Listing(docs, len(found), total)
 
@@ -237,6 +294,19 @@ class Reader:
         paths = [self.fs._strip_protocol(d.object_path) for d in docs if d.member is None and d.error is None]
         if len(paths) > 1:
             self._fetched = self.fs.cat(paths, on_error="return", batch_size=FETCH_CONCURRENCY)
+
+    def sample(self, doc: SourceDoc, keep: int) -> tuple[bytes, int, str]:
+        """(the first ``keep`` bytes, the size, the SHA-256) of a loose object, streamed: memory stays bounded."""
+        digest = hashlib.sha256()
+        size = 0
+        with self.fs.open(self.fs._strip_protocol(doc.object_path), "rb") as fh:
+            head = fh.read(keep)
+            digest.update(head)
+            size += len(head)
+            while block := fh.read(1 << 20):
+                digest.update(block)
+                size += len(block)
+        return head, size, digest.hexdigest()
 
     def read(self, doc: SourceDoc) -> bytes:
         path = self.fs._strip_protocol(doc.object_path)

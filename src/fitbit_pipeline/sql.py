@@ -230,7 +230,10 @@ class Names:
                 f"FROM {self.q(d.staging_name)} s) c "
                 f"LEFT JOIN {self.q(d.name)} p ON p.participant_id = c.participant_id "
                 "AND p.activity = c.activity AND p.date = c.date "
-                "WHERE c.rn = 1 AND (p.delivery_rank IS NULL OR c.delivery_rank >= p.delivery_rank)",
+                # A production delivery whose own file is delivered again no longer counts: a changed
+                # file always replaces its earlier version, whatever its modification time says.
+                "WHERE c.rn = 1 AND (p.delivery_rank IS NULL OR c.delivery_rank >= p.delivery_rank "
+                f"OR p.source_file IN (SELECT r.source_file FROM {self.q(d.staging_name)} r))",
                 [],
             ),
         ]

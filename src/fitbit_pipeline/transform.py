@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import multiprocessing
 import os
 import posixpath
@@ -23,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
-from . import activities, schema
+from . import activities, lifeline, schema
 from .layouts import LayoutError, match
 from .limits import DEFAULT_LIMITS, Limits
 from .parse import FileContext, FileRejected, Parsed, parse_document
@@ -34,6 +35,8 @@ from .timezones import FLAGS, ZoneMap, convert
 _EPOCH = dt.date(1970, 1, 1)
 CHUNK_BYTES = 16 << 20  # measured in bench/: faster and lighter than 32 MB on 2 cores
 CHUNK_DOCS = 400
+QUARANTINE_FULL_BYTES = 1 << 20  # a larger reject keeps its first QUARANTINE_HEAD_BYTES, its size and SHA-256
+QUARANTINE_HEAD_BYTES = 64 << 10
 
 
 @dataclass(frozen=True)
@@ -141,17 +144,59 @@ def _dictionary_schema(target: pa.Schema) -> pa.Schema:
     )
 
 
-def _quarantine(fs: Any, ctx: RunContext, doc: SourceDoc, data: bytes | None) -> str | None:
-    """Keep a rejected document's raw bytes; the file name never derives from the member name."""
+@dataclass(frozen=True)
+class _Sample:
+    """What quarantine keeps of a large reject: its first bytes, its size and its SHA-256."""
+
+    head: bytes
+    size: int
+    sha256: str
+
+
+def _quarantine(ctx: RunContext, doc: SourceDoc, data: bytes | _Sample | None) -> str | None:
+    """Keep a rejected document's raw bytes, or of a large one a bounded sample (``<id>.raw``: the first
+    bytes, ``<id>.json``: size and SHA-256); the file name never derives from the member name."""
     if data is None:
         return None
+    if isinstance(data, bytes) and len(data) > QUARANTINE_FULL_BYTES:
+        data = _Sample(data[:QUARANTINE_HEAD_BYTES], len(data), hashlib.sha256(data).hexdigest())
     digest = hashlib.sha256(doc.source_file.encode()).hexdigest()[:24]
     path = posixpath.join(ctx.quarantine_uri, f"{digest}.raw")
     qfs, qpath = filesystem(path)
     qfs.makedirs(posixpath.dirname(qpath), exist_ok=True)
     with qfs.open(qpath, "wb") as fh:
-        fh.write(data)
+        fh.write(data if isinstance(data, bytes) else data.head)
+    if isinstance(data, _Sample):
+        meta = {"source_file": doc.source_file, "size": data.size, "sha256": data.sha256, "kept_bytes": len(data.head)}
+        with qfs.open(qpath[: -len(".raw")] + ".json", "w") as fh:
+            json.dump(meta, fh)
     return path
+
+
+def _too_large(reader: Reader, doc: SourceDoc) -> _Sample | None:
+    """The bounded sample of a loose file above the size limit (None if it cannot be read now)."""
+    try:
+        return _Sample(*reader.sample(doc, QUARANTINE_HEAD_BYTES))
+    except Exception:  # the reject stands; only its quarantine sample is missing
+        return None
+
+
+def _skipped(doc: SourceDoc, ctx: RunContext, rows: dict[str, list[dict[str, Any]]]) -> None:
+    """A source entry that is not a document (a link to a directory, a FIFO): in the ledger as ``skipped``
+    with its rule and reason, and one warning finding; never read, never a reject."""
+    rows["pipeline_files"].append(_file_row(doc, ctx, status="skipped", rule_id=doc.rule_id, reason=doc.error))
+    rows["data_quality_findings"].append(
+        {
+            "run_id": ctx.run_id,
+            "source_file": doc.source_file,
+            "participant_id": None,
+            "activity": None,
+            "date": None,
+            "rule_id": doc.rule_id,
+            "severity": "warning",
+            "message": f"{rule(doc.rule_id).message}: {doc.error}",
+        }
+    )
 
 
 def _file_row(doc: SourceDoc, ctx: RunContext, **values: Any) -> dict[str, Any]:
@@ -194,11 +239,18 @@ def process_chunk(chunk_id: str, docs: Sequence[SourceDoc], ctx: RunContext) -> 
         reader.prefetch(docs)
         for doc in docs:
             result.files += 1
-            data: bytes | None = None
+            data: bytes | _Sample | None = None
             info: dict[str, Any] = {}
+            if doc.rule_id and rule(doc.rule_id).severity == "warning":
+                _skipped(doc, ctx, rows)
+                result.statuses["skipped"] += 1
+                result.rules[doc.rule_id] += 1
+                continue
             try:
+                if doc.rule_id == "file_too_large":
+                    data = _too_large(reader, doc)
                 if doc.error:
-                    raise FileRejected(_unreadable(doc.transient), doc.error)
+                    raise FileRejected(doc.rule_id or _unreadable(doc.transient), doc.error)
                 try:
                     data = reader.read(doc)
                 except Exception as exc:  # any I/O or archive fault rejects this document only
@@ -214,7 +266,7 @@ def process_chunk(chunk_id: str, docs: Sequence[SourceDoc], ctx: RunContext) -> 
                 fctx = FileContext(doc.source_file, path.participant_id, activity, path.date, ctx.run_date, ctx.limits)
                 parsed = parse_document(data, fctx)
             except FileRejected as rej:
-                q = _quarantine(fs, ctx, doc, data)
+                q = _quarantine(ctx, doc, data)
                 reason = str(rej) + (f" (raw bytes kept at {q})" if q else "")
                 rows["pipeline_files"].append(
                     _file_row(
@@ -428,9 +480,12 @@ def transform(
             if on_progress:
                 on_progress(res.files)
         return total
-    mp = multiprocessing.get_context("forkserver")
+    mp = _forkserver()
     pool = ProcessPoolExecutor(
-        max_workers=min(workers, len(chunks)), mp_context=mp, initializer=_adopt_env, initargs=(_worker_env(),)
+        max_workers=min(workers, len(chunks)),
+        mp_context=mp,
+        initializer=_init_worker,
+        initargs=(_worker_env(), os.getpid()),
     )
     with pool:
         pending = {pool.submit(process_chunk, f"{part_prefix}{i:05d}", chunk, ctx) for i, chunk in enumerate(chunks)}
@@ -447,6 +502,20 @@ def transform(
 # The fork server is started once per process, with the environment of that moment: each pool hands its
 # workers the settings the parent has now (AWS credentials chain, endpoint, region, pipeline settings).
 _ENV_PREFIXES = ("AWS_", "FITBIT_")
+
+
+def _forkserver() -> multiprocessing.context.ForkServerContext:
+    """The forkserver context; a fork server started from here dies with this process (see :mod:`.lifeline`)."""
+    os.environ[lifeline.PARENT_PID_ENV] = str(os.getpid())
+    mp = multiprocessing.get_context("forkserver")
+    mp.set_forkserver_preload(["__main__", "fitbit_pipeline.forkserver_preload"])
+    return mp
+
+
+def _init_worker(env: dict[str, str], run_pid: int) -> None:
+    """Pool worker start: die with the fork server (which dies with the run), then take the run's settings."""
+    lifeline.die_with_parent(run_pid)
+    _adopt_env(env)
 
 
 def _worker_env() -> dict[str, str]:
