@@ -196,7 +196,7 @@ def _wait_stopped(proc: subprocess.Popen, timeout: float = 120) -> None:
             return
         if state == "Z":
             out, err = proc.communicate()
-            raise AssertionError(f"the run ended before its stop point ({proc.returncode}): {out[-1000:]} {err[-2000:]}")
+            raise AssertionError(f"the run ended before its stop point ({proc.returncode}): {out[-999:]} {err[-999:]}")
         time.sleep(0.1)
     raise AssertionError("the run never reached its stop point")
 

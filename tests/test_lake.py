@@ -20,7 +20,7 @@ def _lake_equals_warehouse(env) -> None:
     for t in schema.DATA_TABLES:
         cols = ", ".join(f'"{c}"' for c in t.columns)
         in_lake = duckdb.sql(f"SELECT {cols} FROM {read_lake(env.lake, t.name)} ORDER BY ALL").fetchall()
-        assert in_lake == env.sql(f'SELECT {cols} FROM rural."{t.name}" ORDER BY ALL'), t.name
+        assert in_lake == env.rows(t.name), t.name
         key = "ts" if t.kind == "intraday" else "date"
         for f in lake_files(env.lake, t.name):
             if t.kind == "intraday":  # one day per file, in its partition folder

@@ -8,6 +8,7 @@ import os
 import duckdb
 
 from .hardening_support import Site, steps_doc, write
+from .lake_support import read_lake
 
 DAY = "2024-03-04"
 
@@ -28,8 +29,8 @@ def test_corrected_file_with_older_mtime_replaces_its_earlier_version(tmp_path) 
     assert (row["status"], row["rows_loaded"], row["rows_superseded"]) == ("loaded", 5, 0)
     assert site.sql("SELECT COUNT(*), SUM(value) FROM rural.intraday_steps") == [(4, 101)]
     assert site.sql("SELECT value FROM rural.daily_steps") == [(101,)]
-    lake = site.lake / "production" / "intraday_steps"
-    assert duckdb.sql(f"SELECT COUNT(*), SUM(value) FROM read_parquet('{lake}/*/*.parquet')").fetchall() == [(4, 101)]
+    lake = read_lake(site.lake, "intraday_steps")
+    assert duckdb.sql(f"SELECT COUNT(*), SUM(value) FROM {lake}").fetchall() == [(4, 101)]
     site.identity_holds()
     assert site.run().status == "nothing-new"
 

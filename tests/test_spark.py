@@ -34,6 +34,8 @@ from fitbit_pipeline.sample_data import generate
 from fitbit_pipeline.transform import chunked, iter_parts
 from fitbit_pipeline.warehouse import open_warehouse
 
+from .lake_support import lake_files
+
 pytest.importorskip("pyspark")
 pytestmark = pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
 
@@ -169,6 +171,8 @@ def _warehouse(path: pathlib.Path, lake: pathlib.Path, run_id: str) -> dict[str,
     try:
         out = {}
         for t in schema.ALL_TABLES:
+            if t is schema.PIPELINE_LAKE_STATE:  # snapshot ids are random per lake
+                continue
             drop = RUN_COLUMNS | (RUN_TIMING if t.name == "pipeline_runs" else set())
             out[t.name] = _canon(con.sql(f'SELECT * FROM rural."{t.name}"').to_arrow_table(), drop, subs)
         return out
@@ -179,7 +183,7 @@ def _warehouse(path: pathlib.Path, lake: pathlib.Path, run_id: str) -> dict[str,
 def _production_lake(lake: pathlib.Path) -> dict[str, pa.Table]:
     out = {}
     for t in schema.DATA_TABLES:
-        files = sorted((lake / "production" / t.name).glob("date=*/*.parquet"))
+        files = lake_files(lake, t.name)
         tables = [pq.read_table(f).select(t.columns).cast(t.schema) for f in files]  # one schema for all days
         out[t.name] = _canon(pa.concat_tables(tables), RUN_COLUMNS, {})
     return out

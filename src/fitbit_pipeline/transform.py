@@ -374,6 +374,8 @@ def process_chunk(chunk_id: str, docs: Sequence[SourceDoc], ctx: RunContext) -> 
             for day, piece in _by_day(table):
                 write_parquet(piece, posixpath.join(ctx.staging_uri, name, f"part-{chunk_id}-{day}.parquet"))
         else:
+            if schema.BY_NAME[name].data:  # daily and zone rows sorted as in the lake, which adds the file as it is
+                table = table.sort_by([("participant_id", "ascending"), ("date", "ascending")])
             write_parquet(table, posixpath.join(ctx.staging_uri, name, f"part-{chunk_id}.parquet"))
     return result
 
