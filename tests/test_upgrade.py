@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from fitbit_pipeline import schema
 
@@ -78,3 +79,23 @@ def test_a_legacy_lake_behind_its_warehouse_takes_the_warehouses_rows(tmp_path) 
             duckdb.sql(f"SELECT {cols} FROM {read_lake(root / 'lake', name)} ORDER BY ALL").fetchall() == before[name]
         )
     assert _cli(root, "verify").returncode == 0
+
+
+@pytest.mark.parametrize("warehouse_kind", ["postgres"])  # DuckDB's data tables are views: nothing to convert
+def test_integer_measure_columns_of_an_earlier_warehouse_are_widened(env) -> None:
+    """An earlier version kept intraday heart rate as INTEGER; fractions (72.4) must not be rounded into it."""
+    import json
+
+    from fitbit_pipeline.sample_data import generate
+
+    truth = generate(env.source, participants=1, days=1, seed=3)
+    assert env.run().status == "succeeded"
+    env.execute("ALTER TABLE rural.intraday_heart ALTER COLUMN value TYPE INTEGER")
+    heart = next(env.source.rglob("heart.json"))
+    doc = json.loads(heart.read_bytes())
+    doc["activities-heart-intraday"]["dataset"][0]["value"] = 72.4
+    heart.write_text(json.dumps(doc))
+    assert env.run().status == "succeeded"
+    first = doc["activities-heart-intraday"]["dataset"][0]["time"]
+    got = env.sql(f"SELECT value FROM rural.intraday_heart WHERE CAST(ts AS VARCHAR) LIKE '%{first}'")
+    assert got == [(72.4,)] and truth.days

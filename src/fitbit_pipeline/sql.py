@@ -189,6 +189,11 @@ class Names:
         column = f"{ident(field.name)} {sql_type(field.type, self.dialect, field.name)}"
         return f"ALTER TABLE {self.q(table.name)} ADD COLUMN {column}"
 
+    def alter_type(self, table: Table, field: pa.Field) -> str:
+        """Change a column to the model's type (PostgreSQL and DuckDB; Redshift cannot: see README)."""
+        column = f"{ident(field.name)} TYPE {sql_type(field.type, self.dialect, field.name)}"
+        return f"ALTER TABLE {self.q(table.name)} ALTER COLUMN {column}"
+
     def analyze(self, table_name: str) -> str:
         return f"ANALYZE {self.q(table_name)}"
 

@@ -86,7 +86,7 @@ class Warehouse(abc.ABC):
             for t in schema.ALL_TABLES:
                 if not (views and t.data):  # views are made when the lake is first applied
                     self.execute(self.names.create_table(t))
-            for statement in self.missing_columns():
+            for statement in self.missing_columns() + self.widened_columns():
                 self.execute(statement)
 
     def missing_columns(self) -> list[str]:
@@ -104,6 +104,21 @@ class Warehouse(abc.ABC):
             if t.name in tables
             for f in t.schema
             if f.nullable and (t.name, f.name) not in have
+        ]
+
+    def widened_columns(self) -> list[str]:
+        """``ALTER TABLE ... ALTER COLUMN ... TYPE`` for intraday measures an earlier version kept as integers
+        (they hold fractions now: some exporters send 72.4 where Fitbit sends 72); integers convert exactly."""
+        found = self.query(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = ?",
+            [self.names.schema],
+        )
+        types = {(str(t), str(c)): str(d).lower() for t, c, d in found}
+        return [
+            self.names.alter_type(t, f)
+            for t in schema.INTRADAY.values()
+            for f in t.schema
+            if pa.types.is_floating(f.type) and types.get((t.name, f.name), "double").startswith(("int", "bigint"))
         ]
 
     def known_files(self) -> dict[str, str]:
