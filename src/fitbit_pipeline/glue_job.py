@@ -15,6 +15,13 @@ without it (a laptop, CI, EMR) plain PySpark and argparse, so the same script ru
 
 Optional: ``--lake`` (a lake folder or URI instead of the buckets), ``--fitbit_ranges`` and
 ``--fitbit_tolerances`` (JSON threshold overrides, as the settings of the same names).
+
+The job only stages: it writes Parquet, never the Iceberg tables. The commit (``pipeline.merge_run``) runs
+in the DAG's ``merge_production`` task, on the driver side, through pyiceberg, so no Iceberg jars are needed
+on Glue. The tables it commits live in the catalog the settings name (``FITBIT_ICEBERG_CATALOG=glue``: the
+Glue Data Catalog, database = the schema, e.g. ``rural``), where Glue 5 Spark jobs (``glue_catalog``),
+Athena (``SELECT * FROM rural.intraday_heart``) and Redshift (``CREATE EXTERNAL SCHEMA ... FROM DATA
+CATALOG DATABASE 'rural'``) read them as Iceberg tables.
 """
 
 from __future__ import annotations

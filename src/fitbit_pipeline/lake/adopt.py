@@ -34,6 +34,9 @@ def legacy_files(lake: str, table: str) -> list[str]:
 def adopt_legacy(tables: dict[str, IcebergTable], lake: str) -> dict[str, int]:
     """Add the legacy partitions of every still-empty table; rows adopted per table."""
     adopted = {}
+    fs, tmp = filesystem(posixpath.join(lake, "production", "_tmp"))
+    if fs.exists(tmp):  # what an interrupted publication of the previous version left: never data
+        fs.rm(tmp, recursive=True)
     for t in schema.DATA_TABLES:
         table = tables[t.name]
         if table.current_snapshot() is not None:
