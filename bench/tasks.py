@@ -56,23 +56,30 @@ class _PhaseTimes(logging.Handler):
             self.phases[phase] = self.phases.get(phase, 0.0) + float(m["s"])
 
 
-def task_run(source: str, work: str, workers: int, again: bool) -> dict:
+def _timed_run(source: str, work: str, workers: int, expected: str = "succeeded") -> dict:
+    """One ``pipeline.run`` into ``work``'s lake and warehouse, timed, with its phases and intraday rows."""
     from fitbit_pipeline import pipeline
 
-    lake, warehouse = os.path.join(work, "lake"), os.path.join(work, "warehouse.duckdb")
-    if again:
-        first = pipeline.run(source, lake, warehouse, "rural", workers=workers)
-        assert first.status == "succeeded", first.message
     handler = _PhaseTimes()
-    logging.getLogger("fitbit_pipeline").addHandler(handler)
-    logging.getLogger("fitbit_pipeline").setLevel(logging.INFO)
-    t0 = time.perf_counter()
-    summary = pipeline.run(source, lake, warehouse, "rural", workers=workers)
-    seconds = time.perf_counter() - t0
-    expected = "nothing-new" if again else "succeeded"
+    logger = logging.getLogger("fitbit_pipeline")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    lake, warehouse = os.path.join(work, "lake"), os.path.join(work, "warehouse.duckdb")
+    try:
+        t0 = time.perf_counter()
+        summary = pipeline.run(source, lake, warehouse, "rural", workers=workers)
+        seconds = time.perf_counter() - t0
+    finally:
+        logger.removeHandler(handler)
     assert summary.status == expected, (summary.status, summary.message)
     rows = sum(v for k, v in summary.rows_by_table.items() if k.startswith("intraday_"))
     return {"seconds": seconds, "rows": rows, "phases": handler.phases, "status": summary.status}
+
+
+def task_run(source: str, work: str, workers: int, again: bool) -> dict:
+    if again:
+        _timed_run(source, work, workers)
+    return _timed_run(source, work, workers, "nothing-new" if again else "succeeded")
 
 
 def _linked(source_root: str, folder: str, into: str) -> None:
@@ -81,37 +88,19 @@ def _linked(source_root: str, folder: str, into: str) -> None:
 
 
 def task_weekly(source: str, work: str, workers: int, history: int, scattered: bool) -> dict:
-    from fitbit_pipeline import pipeline
-
-    lake, warehouse = os.path.join(work, "lake"), os.path.join(work, "warehouse.duckdb")
     inbox = os.path.join(work, "source")
     os.makedirs(inbox)
     loads = []
     for week in range(history):
         _linked(source, f"week-{week:02d}", inbox)
-        t0 = time.perf_counter()
-        s = pipeline.run(inbox, lake, warehouse, "rural", workers=workers)
-        assert s.status == "succeeded", s.message
-        loads.append(round(time.perf_counter() - t0, 2))
+        loads.append(round(_timed_run(inbox, work, workers)["seconds"], 2))
     _linked(source, f"week-{history:02d}", inbox)
-    handler = _PhaseTimes()
-    logging.getLogger("fitbit_pipeline").addHandler(handler)
-    logging.getLogger("fitbit_pipeline").setLevel(logging.INFO)
-    t0 = time.perf_counter()
-    summary = pipeline.run(inbox, lake, warehouse, "rural", workers=workers)
-    seconds = time.perf_counter() - t0
-    assert summary.status == "succeeded", summary.message
-    rows = sum(v for k, v in summary.rows_by_table.items() if k.startswith("intraday_"))
-    out = {"seconds": seconds, "rows": rows, "phases": dict(handler.phases), "history_loads_s": loads}
+    out = _timed_run(inbox, work, workers)
+    out["history_loads_s"] = loads
     if scattered:
         _linked(source, "scattered", inbox)
-        handler.phases.clear()
-        t0 = time.perf_counter()
-        s = pipeline.run(inbox, lake, warehouse, "rural", workers=workers)
-        assert s.status == "succeeded", s.message
-        out["scattered_s"] = time.perf_counter() - t0
-        out["scattered_phases"] = dict(handler.phases)
-        out["scattered_rows"] = sum(v for k, v in s.rows_by_table.items() if k.startswith("intraday_"))
+        again = _timed_run(inbox, work, workers)
+        out |= {"scattered_s": again["seconds"], "scattered_phases": again["phases"], "scattered_rows": again["rows"]}
     return out
 
 
