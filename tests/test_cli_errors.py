@@ -277,10 +277,14 @@ def test_mask_url_and_driver_messages(url: str, masked: str, secrets: list[str])
 
 # ---- 13. values in messages ------------------------------------------------------------------------
 
-VALUE = 211  # a steps-per-minute value that cannot go into a TINYINT column
+VALUE = 211  # a steps-per-minute value over the hand-made CHECK constraint
 
 
-def test_a_failing_run_never_shows_a_measured_value(tmp_path: pathlib.Path, webhook) -> None:
+def test_a_failing_run_never_shows_a_measured_value(tmp_path: pathlib.Path, webhook, postgres_db) -> None:
+    """A warehouse someone constrained by hand rejects a measured value: PostgreSQL's error names the whole row
+    (``DETAIL: Failing row contains (..., 211, ...)``); stderr, the run record and the webhook must not."""
+    import psycopg
+
     hook, bodies = webhook
     truth = generate(tmp_path / "exports", participants=1, days=1, seed=5)
     steps = next(f for f in truth.files if f.name == "steps.json")
@@ -290,22 +294,20 @@ def test_a_failing_run_never_shows_a_measured_value(tmp_path: pathlib.Path, webh
         row["value"] = 0
     rows[100]["value"] = VALUE
     steps.write_text(json.dumps(doc))
-    warehouse = tmp_path / "warehouse.duckdb"
-    with open_warehouse(str(warehouse), "rural") as wh:
+    url = postgres_db()
+    with open_warehouse(url, "rural") as wh:
         wh.ensure_schema()
-    con = duckdb.connect(str(warehouse))  # a warehouse someone changed by hand: the merge fails on the value
-    con.execute("ALTER TABLE rural.intraday_steps ALTER value TYPE TINYINT")
-    con.close()
+    with psycopg.connect(url, autocommit=True) as con:
+        con.execute("ALTER TABLE rural.intraday_steps ADD CONSTRAINT few_steps CHECK (value < 200)")
     proc = cli(
-        "run", "--source", "exports", "--warehouse", str(warehouse), "--lake", "lake", "--workers", "1",
+        "run", "--source", "exports", "--warehouse", url, "--lake", "lake", "--workers", "1",
         cwd=tmp_path, env_extra={"FITBIT_NOTIFY_WEBHOOK_URL": hook},
     )  # fmt: skip
-    assert proc.returncode == 1 and "run failed: ConversionException" in proc.stderr, proc.stderr
-    con = duckdb.connect(str(warehouse), read_only=True)
-    messages = [m for (m,) in con.execute("SELECT DISTINCT message FROM rural.pipeline_runs").fetchall()]
-    con.close()
-    assert len(messages) == 1 and messages[0].startswith("ConversionException: ")
-    assert len(bodies) == 1 and "ConversionException" in bodies[0]
+    assert proc.returncode == 1 and "run failed: CheckViolation" in proc.stderr, proc.stderr
+    with psycopg.connect(url) as con:
+        messages = [m for (m,) in con.execute("SELECT DISTINCT message FROM rural.pipeline_runs").fetchall()]
+    assert len(messages) == 1 and messages[0].startswith("CheckViolation: ")
+    assert len(bodies) == 1 and "CheckViolation" in bodies[0]
     for text in (proc.stdout, proc.stderr, messages[0], bodies[0]):
         assert str(VALUE) not in text, text
 
