@@ -226,3 +226,19 @@ def test_a_reader_never_sees_a_participant_day_twice_or_missing(env) -> None:
         if done:
             break
     assert proc.wait(timeout=180) == 0 and seen > 1
+
+
+def test_two_runs_at_once_on_one_lake_give_the_result_of_one(env, reference) -> None:
+    """The second run waits for the lake (the embedded warehouse cannot be opened twice either), then finds
+    nothing new; the result is the uninterrupted one."""
+    deliver(env, first=True)
+    assert cli(env, "run").returncode == 0
+    deliver(env, first=False)
+    procs = [
+        subprocess.Popen([*CLI, "run"], env=_environ(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outcomes = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outcomes]
+    assert sum("Nothing new" in out for out, _ in outcomes) == 1
+    assert state(env) == reference["duckdb"]
