@@ -242,3 +242,21 @@ def test_two_runs_at_once_on_one_lake_give_the_result_of_one(env, reference) -> 
     assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outcomes]
     assert sum("Nothing new" in out for out, _ in outcomes) == 1
     assert state(env) == reference["duckdb"]
+
+
+@pytest.mark.parametrize("warehouse_kind", ["postgres"])
+def test_verify_lists_what_differs_and_exits_1(env) -> None:
+    """Rows removed behind the pipeline's back, and a value changed: verify names the participant-days."""
+    deliver(env, first=True)
+    assert cli(env, "run").returncode == 0
+    env.execute(
+        "DELETE FROM rural.intraday_steps WHERE date = ? AND ts < ?", [dt.date(2024, 5, 2), dt.datetime(2024, 5, 2, 1)]
+    )
+    env.execute("UPDATE rural.daily_heart SET resting_heart_rate = resting_heart_rate + 1 WHERE date = ?",
+                [dt.date(2024, 5, 3)])  # fmt: skip
+    check = cli(env, "verify")
+    assert check.returncode == 1
+    lines = [x for x in check.stdout.splitlines() if x.strip()]
+    assert sum("intraday_steps" in x and "2024-05-02" in x and "1440 vs 1380 rows" in x for x in lines) == 3
+    assert sum("daily_heart" in x and "2024-05-03" in x and "content differs" in x for x in lines) == 3
+    assert "6 participant-day(s) differ" in check.stderr

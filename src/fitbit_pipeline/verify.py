@@ -11,6 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 import duckdb
+import pyarrow as pa
 
 from . import schema
 from .lake import Lake
@@ -64,8 +65,10 @@ def warehouse_digest(wh: Warehouse, t: schema.Table) -> Digest:
         return {}
     if isinstance(wh, DuckDBWarehouse):
         return _collect(wh.query(_digest_sql(t, wh.names.q(t.name))))
-    rows = wh.query_arrow(f"SELECT {wh.names.column_list(t)} FROM {wh.names.q(t.name)}")
-    with duckdb.connect(config={"autoinstall_known_extensions": "false"}) as con:
+    # Streamed: DuckDB aggregates the batches as they arrive, so memory does not grow with the table.
+    batches = (b.cast(t.schema) for b in wh.stream_arrow(f"SELECT {wh.names.column_list(t)} FROM {wh.names.q(t.name)}"))
+    rows = pa.RecordBatchReader.from_batches(t.schema, batches)
+    with duckdb.connect(config={"autoinstall_known_extensions": "false", "memory_limit": "256MB"}) as con:
         con.register("warehouse_rows", rows)
         return _collect(con.execute(_digest_sql(t, "warehouse_rows")).fetchall())
 

@@ -64,6 +64,10 @@ class Warehouse(abc.ABC):
     @abc.abstractmethod
     def query_arrow(self, sql: str, params: Sequence[Any] = ()) -> pa.Table: ...
 
+    def stream_arrow(self, sql: str, batch_rows: int = 100_000) -> Iterator[pa.RecordBatch]:
+        """The result of ``sql`` in record batches (a driver with a server-side cursor streams it)."""
+        yield from self.query_arrow(sql).to_batches(max_chunksize=batch_rows)
+
     @abc.abstractmethod
     @contextmanager
     def transaction(self) -> Iterator[None]: ...

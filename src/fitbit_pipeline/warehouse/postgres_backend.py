@@ -107,6 +107,14 @@ class PostgresWarehouse(Warehouse):
             description = [(c.name, c.type_code) for c in cur.description or []]
             return rows_to_arrow(description, cur.fetchall())
 
+    def stream_arrow(self, sql: str, batch_rows: int = 100_000) -> Iterator[pa.RecordBatch]:
+        """A server-side cursor: memory stays at one batch whatever the table's size."""
+        with self.con.transaction(), self.con.cursor(name="fitbit_stream") as cur:
+            cur.execute(placeholders(sql, self.placeholder))
+            while rows := cur.fetchmany(batch_rows):
+                description = [(c.name, c.type_code) for c in cur.description or []]
+                yield from rows_to_arrow(description, rows).to_batches()
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """One transaction (a savepoint when nested); rolled back on any exception."""
