@@ -16,7 +16,7 @@ from fitbit_pipeline import schema
 
 from .lake_support import read_lake
 
-LEGACY = Path(__file__).parent / "fixtures" / "legacy-lake"
+LEGACY = Path(__file__).parent / "upgrade" / "legacy-lake"
 ROWS = {t.name: 5760 for t in schema.INTRADAY.values()} | {"intraday_heart": 5249}
 ROWS |= {t.name: 4 for t in schema.DAILY.values()} | {"heart_rate_zones": 16}
 
