@@ -31,14 +31,16 @@ def wear_statements(names: Names, run_id: str, valid_day_minutes: int) -> list[t
             f"AND w.participant_id = {wear}.participant_id AND w.date = {wear}.date)",
             [],
         ),
-        (
+        (  # minutes first (a plain aggregate, which spills), then the day: no DISTINCT over the samples
             f"INSERT INTO {wear} "
             "(participant_id, date, wear_minutes, hours_with_data, heart_samples, valid_day, run_id) "
-            f"SELECT w.participant_id, w.date, COUNT(DISTINCT {minute}), COUNT(DISTINCT EXTRACT(HOUR FROM i.ts)), "
-            f"COUNT(i.ts), COUNT(DISTINCT {minute}) >= ?, ? "
+            "SELECT m.participant_id, m.date, COUNT(m.minute), COUNT(DISTINCT EXTRACT(HOUR FROM m.minute)), "
+            "SUM(m.samples), COUNT(m.minute) >= ?, ? FROM ("
+            f"SELECT w.participant_id, w.date, {minute} AS minute, COUNT(i.ts) AS samples "
             f"FROM {WINNERS} w LEFT JOIN {names.q('intraday_heart')} i "
             "ON i.participant_id = w.participant_id AND i.date = w.date "
-            "WHERE w.activity = 'heart' GROUP BY w.participant_id, w.date",
+            f"WHERE w.activity = 'heart' GROUP BY w.participant_id, w.date, {minute}) m "
+            "GROUP BY m.participant_id, m.date",
             [valid_day_minutes, run_id],
         ),
     ]
