@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from .activities import ACTIVITIES
 from .sql import Names, ident
 
@@ -18,11 +20,24 @@ CROSS_FILE_RULES = ("activities_incomplete", "heart_missing_while_active")
 WINNERS = ident("_fitbit_winners")
 
 
-def derived_statements(names: Names, run_id: str, valid_day_minutes: int) -> list[tuple[str, list[object]]]:
-    return cross_file_statements(names, run_id) + wear_statements(names, run_id, valid_day_minutes)
+Days = tuple[dt.date, dt.date]
 
 
-def wear_statements(names: Names, run_id: str, valid_day_minutes: int) -> list[tuple[str, list[object]]]:
+def derived_statements(
+    names: Names, run_id: str, valid_day_minutes: int, days: Days | None = None
+) -> list[tuple[str, list[object]]]:
+    """The statements for the touched participant-days. ``days`` (the first and last of them; None: no bound)
+    only prunes the scan of ``intraday_heart`` to those days (a lake's files by their date statistics)."""
+    bounds = days or (dt.date(1, 1, 1), dt.date(9999, 12, 31))
+    return cross_file_statements(names, run_id, bounds) + wear_statements(names, run_id, valid_day_minutes, bounds)
+
+
+def _heart_days(names: Names) -> str:
+    """``intraday_heart`` rows of the days between two bound dates."""
+    return f"SELECT participant_id, date, ts FROM {names.q('intraday_heart')} WHERE date BETWEEN ? AND ?"
+
+
+def wear_statements(names: Names, run_id: str, valid_day_minutes: int, days: Days) -> list[tuple[str, list[object]]]:
     wear = names.q("daily_wear")
     minute = "date_trunc('minute', i.ts)"
     return [
@@ -31,22 +46,22 @@ def wear_statements(names: Names, run_id: str, valid_day_minutes: int) -> list[t
             f"AND w.participant_id = {wear}.participant_id AND w.date = {wear}.date)",
             [],
         ),
-        (  # minutes first (a plain aggregate, which spills), then the day: no DISTINCT over the samples
+        (  # samples per minute first (a plain aggregate over the touched days, which spills), then per day
             f"INSERT INTO {wear} "
             "(participant_id, date, wear_minutes, hours_with_data, heart_samples, valid_day, run_id) "
-            "SELECT m.participant_id, m.date, COUNT(m.minute), COUNT(DISTINCT EXTRACT(HOUR FROM m.minute)), "
-            "SUM(m.samples), COUNT(m.minute) >= ?, ? FROM ("
-            f"SELECT w.participant_id, w.date, {minute} AS minute, COUNT(i.ts) AS samples "
-            f"FROM {WINNERS} w LEFT JOIN {names.q('intraday_heart')} i "
-            "ON i.participant_id = w.participant_id AND i.date = w.date "
-            f"WHERE w.activity = 'heart' GROUP BY w.participant_id, w.date, {minute}) m "
-            "GROUP BY m.participant_id, m.date",
-            [valid_day_minutes, run_id],
+            "SELECT w.participant_id, w.date, COUNT(m.minute), COUNT(DISTINCT EXTRACT(HOUR FROM m.minute)), "
+            "COALESCE(SUM(m.samples), 0), COUNT(m.minute) >= ?, ? "
+            f"FROM {WINNERS} w LEFT JOIN ("
+            f"SELECT i.participant_id, i.date, {minute} AS minute, COUNT(*) AS samples FROM ({_heart_days(names)}) i "
+            f"GROUP BY i.participant_id, i.date, {minute}) m "
+            "ON m.participant_id = w.participant_id AND m.date = w.date "
+            "WHERE w.activity = 'heart' GROUP BY w.participant_id, w.date",
+            [valid_day_minutes, run_id, *days],
         ),
     ]
 
 
-def cross_file_statements(names: Names, run_id: str) -> list[tuple[str, list[object]]]:
+def cross_file_statements(names: Names, run_id: str, days: Days) -> list[tuple[str, list[object]]]:
     findings = names.q("data_quality_findings")
     deliveries = names.q("pipeline_deliveries")
     touched = f"SELECT DISTINCT participant_id, date FROM {WINNERS}"
@@ -72,8 +87,9 @@ def cross_file_statements(names: Names, run_id: str) -> list[tuple[str, list[obj
             "'no heart-rate samples on a day with steps (tracker worn?)' "
             f"FROM {deliveries} h JOIN ({touched}) t ON t.participant_id = h.participant_id AND t.date = h.date "
             f"JOIN {names.q('daily_steps')} s ON s.participant_id = h.participant_id AND s.date = h.date "
-            f"WHERE h.activity = 'heart' AND s.value > 0 AND NOT EXISTS (SELECT 1 FROM {names.q('intraday_heart')} i "
+            "WHERE h.activity = 'heart' AND s.value > 0 AND NOT EXISTS (SELECT 1 FROM "
+            f"(SELECT DISTINCT participant_id, date FROM ({_heart_days(names)}) d) i "
             "WHERE i.participant_id = h.participant_id AND i.date = h.date)",
-            [run_id],
+            [run_id, *days],
         ),
     ]

@@ -332,8 +332,11 @@ class Names:
         """The whole merge of a warehouse that keeps its own copy of the data tables."""
         return self.winner_statements() + self.data_statements() + self.ledger_statements()
 
+    def winners_table(self) -> str:
+        return ident("_fitbit_winners")
+
     def winners(self) -> str:
-        return f"SELECT * FROM {ident('_fitbit_winners')}"
+        return f"SELECT * FROM {self.winners_table()}"
 
     def lake_state(self) -> str:
         return f"SELECT table_name, snapshot_id, run_id FROM {self.q(schema.PIPELINE_LAKE_STATE.name)}"

@@ -197,7 +197,10 @@ class Warehouse(abc.ABC):
             if not views:
                 statements += self.names.data_statements()
             statements += self.names.ledger_statements()
-            inserted = self._run_counting(statements + derived_statements(self.names, run_id, valid_day_minutes))
+            inserted = self._run_counting(statements)
+            days = self.query(f"SELECT MIN(date), MAX(date) FROM {self.names.winners_table()}")[0]
+            if days[0] is not None:
+                self._run_counting(derived_statements(self.names, run_id, valid_day_minutes, (days[0], days[1])))
             if views:
                 inserted = dict(lake.rows)
             self._check_accounting(run_id, inserted)

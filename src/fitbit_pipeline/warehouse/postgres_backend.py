@@ -110,7 +110,7 @@ class PostgresWarehouse(Warehouse):
     def stream_arrow(self, sql: str, batch_rows: int = 100_000) -> Iterator[pa.RecordBatch]:
         """A server-side cursor: memory stays at one batch whatever the table's size."""
         with self.con.transaction(), self.con.cursor(name="fitbit_stream") as cur:
-            cur.execute(placeholders(sql, self.placeholder))
+            cur.execute(placeholders(sql, self.placeholder), [])
             while rows := cur.fetchmany(batch_rows):
                 description = [(c.name, c.type_code) for c in cur.description or []]
                 yield from rows_to_arrow(description, rows).to_batches()
