@@ -27,6 +27,7 @@ from .errors import safe_message
 from .gate import GateLimits, GateResult
 from .lake import Lake, journal
 from .lake.adopt import ADOPTED, adopt_legacy
+from .lake.commit import participant_days, row_flags
 from .layouts import LayoutError, match
 from .limits import DEFAULT_LIMITS, Limits
 from .sources import SourceDoc, filesystem, list_documents
@@ -186,9 +187,10 @@ def plan_run(
     valid_day_minutes: int = 600,
 ) -> Plan:
     """Recover what earlier runs left, list the source, compare with the ledger, and save the plan."""
+    wh.follow_lake(lake_uri)  # before the schema: the embedded warehouse's data tables are views
+    wh.ensure_schema()
     recover(lake_ or open_lake(lake_uri, wh.names.schema), wh, valid_day_minutes=valid_day_minutes)
     started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    wh.ensure_schema()
     with _phase("list source"):
         listing = list_documents(source)
     plan = Plan(
@@ -235,6 +237,7 @@ def transform_run(
     docs = [d for g in selected for d in plan.groups.get(g, [])]
     prefix = "" if groups is None else "-".join(selected) + "-"
     _clear_parts(plan, prefix)
+
     def progress(files: int) -> None:
         faults.point("transform-chunk")
         if on_progress:
@@ -340,7 +343,8 @@ def recover(lake_: Lake, wh: Warehouse, *, valid_day_minutes: int = 600) -> list
 
     A run that reached ``committing`` is completed (lake commit, warehouse apply, run record); one that did
     not is abandoned: its staging and any file it wrote are removed, and its documents stay new in the ledger.
-    The first run of this version also adopts a lake and warehouse written by the previous one.
+    The first run of this version also adopts a lake and warehouse written by the previous one. The caller has
+    made sure of the warehouse's schema (:func:`plan_run`).
     """
     wh.follow_lake(lake_.uri)
     _adopt(lake_, wh)
@@ -365,7 +369,6 @@ def recover(lake_: Lake, wh: Warehouse, *, valid_day_minutes: int = 600) -> list
 
 def _adopt(lake_: Lake, wh: Warehouse) -> None:
     """First run on a lake and warehouse of the previous version: the lake takes every row the warehouse holds."""
-    wh.ensure_schema()
     if wh.lake_state():
         return
     adopted = adopt_legacy(lake_.tables, lake_.uri)
@@ -373,28 +376,19 @@ def _adopt(lake_: Lake, wh: Warehouse) -> None:
     owned = _delivered_keys(wh)
     files = lake_.files()
     for t in schema.DATA_TABLES:
-        differing = {
-            (d.participant_id, (d.date - _EPOCH).days)
-            for d in verify.compare_table(files[t.name], wh, t)
-            if (d.participant_id, t.activity, d.date) in owned
-        }
+        differing = [
+            d for d in verify.compare_table(files[t.name], wh, t) if (d.participant_id, t.activity, d.date) in owned
+        ]
         if differing:
             log.warning("adopting the lake: %d participant-days of %s taken from the warehouse", len(differing), t.name)
-            rows = wh.query_arrow(f"SELECT {wh.names.column_list(t)} FROM {wh.names.q(t.name)}")
-            keep = pa.array(
-                [
-                    (p, (d - _EPOCH).days) in differing
-                    for p, d in zip(rows["participant_id"].to_pylist(), rows["date"].to_pylist(), strict=True)
-                ],
-                type=pa.bool_(),
+            keys = participant_days(
+                pa.table({"participant_id": [d.participant_id for d in differing], "date": [d.date for d in differing]})
             )
-            lake_.replace(t.name, ADOPTED, differing, rows.filter(keep))
+            rows = wh.query_arrow(f"SELECT {wh.names.column_list(t)} FROM {wh.names.q(t.name)}")
+            lake_.replace(t.name, ADOPTED, keys, rows.filter(pa.array(row_flags(rows, keys))))
     if adopted:
         log.info("adopted the previous version's lake: %d rows", sum(adopted.values()))
     wh.adopt_lake(LakeApply(ADOPTED, lake_.snapshots(), {}, lake_.files()))
-
-
-_EPOCH = dt.date(1970, 1, 1)
 
 
 def _delivered_keys(wh: Warehouse) -> set[tuple[str, str, dt.date]]:

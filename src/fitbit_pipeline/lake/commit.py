@@ -68,7 +68,7 @@ def commit_table(
     if not winners.num_rows:
         return TableCommit(current_snapshot_id(table), 0)
     added, rows = _added(table, t, staging, set(winners["source_file"].to_pylist()), staged, run_id)
-    return replace_keys(table, t, run_id, _keys(winners), added, rows)
+    return replace_keys(table, t, run_id, participant_days(winners), added, rows)
 
 
 def replace_keys(
@@ -114,7 +114,7 @@ def write_rows(table: IcebergTable, t: schema.Table, run_id: str, rows: pa.Table
     return out
 
 
-def _keys(rows: pa.Table) -> set[tuple[str, int]]:
+def participant_days(rows: pa.Table) -> set[tuple[str, int]]:
     days = rows["date"].combine_chunks().cast(pa.int32()).to_pylist()
     return set(zip(rows["participant_id"].to_pylist(), days, strict=True))
 
@@ -134,7 +134,7 @@ def _replaced(
         fs, local = filesystem(path)
         with fs.open(local, "rb") as fh:
             pf = pq.ParquetFile(fh, read_dictionary=["participant_id"])
-            replaced = _row_flags(pf.read(columns=["participant_id", "date"]), keys)
+            replaced = row_flags(pf.read(columns=["participant_id", "date"]), keys)
             if not replaced.any():
                 continue
             removed.append(task.file)
@@ -147,7 +147,7 @@ def _replaced(
     return removed, kept
 
 
-def _row_flags(rows: pa.Table, keys: set[tuple[str, int]]) -> np.ndarray:
+def row_flags(rows: pa.Table, keys: set[tuple[str, int]]) -> np.ndarray:
     """Per row: whether its (participant, day) is in ``keys`` (decided once per distinct pair)."""
     participant = rows["participant_id"].combine_chunks()
     if not pa.types.is_dictionary(participant.type):

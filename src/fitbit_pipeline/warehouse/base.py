@@ -204,8 +204,7 @@ class Warehouse(abc.ABC):
             if views:
                 inserted = dict(lake.rows)
             self._check_accounting(run_id, inserted)
-            self.execute(self.names.clear_lake_state())
-            self.insert_arrow(schema.PIPELINE_LAKE_STATE, lake.state_rows(run_id))
+            self._record_lake_state(lake, run_id)
             faults.point("warehouse-before-commit")
         return MergeResult(inserted)
 
@@ -246,8 +245,12 @@ class Warehouse(abc.ABC):
         with self.transaction():
             if self.follows_lake_by_views():
                 self.refresh_views(lake.files)
-            self.execute(self.names.clear_lake_state())
-            self.insert_arrow(schema.PIPELINE_LAKE_STATE, lake.state_rows(lake.run_id))
+            self._record_lake_state(lake, lake.run_id)
+
+    def _record_lake_state(self, lake: LakeApply, run_id: str) -> None:
+        """The snapshots this warehouse now holds (inside the caller's transaction)."""
+        self.execute(self.names.clear_lake_state())
+        self.insert_arrow(schema.PIPELINE_LAKE_STATE, lake.state_rows(run_id))
 
     def record_run(self, run_id: str, rows: list[dict[str, Any]]) -> None:
         """Record a run's statistics, replacing what an earlier attempt of the same run recorded."""
