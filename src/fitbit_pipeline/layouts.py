@@ -10,10 +10,17 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
+from .google_health.datatypes import BY_ID as GOOGLE_HEALTH_TYPES
+
 _DATE = r"(?P<date>\d{4}-\d{2}-\d{2})"
 _DETAIL = r"_1d_(?P<detail>[0-9a-z]+)"
 
 LAYOUTS: dict[str, re.Pattern[str]] = {
+    # Google Health API v4: google-health/<participant>/<data-type>/<YYYY-MM-DD>.json (one civil day); a
+    # participant-day of one activity read from several data types is named {type,type,...} (see sources.py).
+    "google-health": re.compile(
+        rf"(?:^|/)google-health/(?P<participant>[^/]+)/(?P<datatype>[a-z0-9-]+|\{{[a-z0-9,-]+\}})/{_DATE}\.json$"
+    ),
     # MyDataHelps raw "Fitbit Intraday" export members (inside a zip or extracted).
     "mydatahelps": re.compile(
         r"(?:^|/)fitbit_intraday_activities_(?P<activity>[a-z]+)/(?P<participant>[^/]+)/"
@@ -39,6 +46,7 @@ class PathInfo:
     participant_id: str
     activity: str
     date: dt.date
+    data_types: tuple[str, ...] = ()  # Google Health: the data types of the document(s)
 
 
 class LayoutError(ValueError):
@@ -57,8 +65,21 @@ def match(path: str) -> PathInfo:
             raise LayoutError(f"'{m['date']}' in the path is not a valid date") from None
         if name == "careevolution" and (m["y"], m["m"], m["d"]) != tuple(m["date"].split("-")):
             raise LayoutError("the folder date and the file name date disagree")
+        if name == "google-health":
+            return _google_health(m["participant"], m["datatype"], day)
         return PathInfo(name, m["participant"], m["activity"], day)
     raise LayoutError("path matches no known layout (see README: supported layouts)")
+
+
+def _google_health(participant: str, folder: str, day: dt.date) -> PathInfo:
+    types = tuple(folder.strip("{}").split(","))
+    unknown = [t for t in types if t not in GOOGLE_HEALTH_TYPES]
+    if unknown:
+        raise LayoutError(f"Google Health data type '{unknown[0]}' is not read (see README: Google Health API v4)")
+    activities = {GOOGLE_HEALTH_TYPES[t].activity for t in types}
+    if len(activities) != 1:
+        raise LayoutError("the data types of one document belong to different activities")
+    return PathInfo("google-health", participant, activities.pop(), day, types)
 
 
 def export_end_date(archive_path: str) -> dt.date | None:

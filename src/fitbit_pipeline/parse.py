@@ -84,6 +84,7 @@ class Parsed:
     rows_read: int = 0
     rows_rejected: int = 0
     rows_duplicate: int = 0
+    ts_utc: np.ndarray | None = None  # int64 microseconds, UTC, when the source gives the instant
 
     @property
     def rows_valid(self) -> int:

@@ -150,7 +150,7 @@ class Plan:
             data = json.load(fh)
         data["started_at"] = dt.datetime.fromisoformat(data["started_at"])
         data["run_date"] = dt.date.fromisoformat(data["run_date"])
-        data["groups"] = {g: [SourceDoc(**d) for d in docs] for g, docs in data["groups"].items()}
+        data["groups"] = {g: [SourceDoc.from_dict(d) for d in docs] for g, docs in data["groups"].items()}
         return cls(**data)
 
 

@@ -42,10 +42,16 @@ _RULES = (
     Rule("value_out_of_range", "error", "row", "a value lies outside the plausible range"),
     Rule("time_off_grid", "error", "row", "the time is not on the dataset interval's grid"),
     Rule("duplicate_timestamp", "error", "row", "a timestamp repeats within the file (first kept)"),
+    # Google Health API v4 points (see google_health/reader.py).
+    Rule("point_outside_day", "error", "row", "the point belongs to another civil day than its document"),
+    Rule("interval_not_minute", "error", "row", "the interval is not one minute starting on a minute"),
+    Rule("duplicate_source", "error", "row", "a second data source reports the timestamp (the wearable's kept)"),
+    Rule("energy_part_missing", "error", "row", "active energy without the basal energy of the minute"),
     # Daily summary rows.
     Rule("daily_value_invalid", "error", "summary", "the daily total is not a non-negative number"),
     Rule("resting_hr_out_of_range", "error", "summary", "resting heart rate outside the plausible range"),
     Rule("zone_invalid", "error", "summary", "a heart-rate zone is malformed, inverted or overlapping"),
+    Rule("daily_record_repeated", "error", "summary", "several daily records of one kind for the day (none kept)"),
     # Warnings: rows stay, the finding is recorded in data_quality_findings.
     Rule("daily_total_mismatch", "warning", "finding", "the daily total disagrees with the intraday sum"),
     Rule("daily_summary_missing", "warning", "finding", "intraday data without a daily summary"),

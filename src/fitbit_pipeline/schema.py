@@ -54,7 +54,8 @@ def _intraday(a: Activity) -> Table:
     ]
     # float64 for every measure, integer ones too: some exporters deliver fractions where Fitbit sends whole
     # numbers (heart rate 72.4); they are kept as delivered and counted (rule value_not_integral).
-    fields += [pa.field(m.name, pa.float64(), False) for m in a.measures]
+    # The extras (calories ``level``, ``mets``) are null where a source does not give them (Google Health).
+    fields += [pa.field(m.name, pa.float64(), m is not a.value) for m in a.measures]
     return Table(a.intraday_table, "intraday", pa.schema(fields + PROVENANCE), a.name)
 
 

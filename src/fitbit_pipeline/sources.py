@@ -40,10 +40,16 @@ class SourceDoc:
     error: str | None = None  # set when the document cannot be read at all
     transient: bool = False  # the error is a storage or network fault: the next run tries again
     rule_id: str | None = None  # the rule of ``error`` (default: file_unreadable, or read_failed if transient)
+    parts: tuple[SourceDoc, ...] = ()  # documents read together as one delivery (Google Health, see bundles.py)
 
     @property
     def archive(self) -> str | None:
         return self.object_path if self.member is not None else None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SourceDoc:
+        """A document from its ``dataclasses.asdict`` form (the saved plan of a run)."""
+        return cls(**{**data, "parts": tuple(cls.from_dict(p) for p in data.get("parts") or ())})
 
 
 @dataclass
@@ -270,6 +276,9 @@ def list_documents(uri: str, max_file_bytes: int | None = None) -> Listing:
         if size > limit:
             error, rule_id = f"larger than {limit} bytes", "file_too_large"
         docs.append(SourceDoc(uri_path, uri_path, None, rel, size, _fingerprint(info), rank, error, rule_id=rule_id))
+    from .google_health.bundles import bundle
+
+    docs = bundle(docs)
     docs.sort(key=lambda d: d.source_file)
     return Listing(docs, len(found), total)
 
@@ -291,7 +300,8 @@ class Reader:
         bounded in bytes, so is this. Zip members are read from their archive by range requests instead."""
         if isinstance(self.fs, fsspec.implementations.local.LocalFileSystem):
             return
-        paths = [self.fs._strip_protocol(d.object_path) for d in docs if d.member is None and d.error is None]
+        loose = [p for d in docs if d.error is None for p in (d.parts or (d,)) if p.member is None]
+        paths = [self.fs._strip_protocol(d.object_path) for d in loose]
         if len(paths) > 1:
             self._fetched = self.fs.cat(paths, on_error="return", batch_size=FETCH_CONCURRENCY)
 
@@ -307,6 +317,10 @@ class Reader:
                 digest.update(block)
                 size += len(block)
         return head, size, digest.hexdigest()
+
+    def read_parts(self, doc: SourceDoc) -> list[tuple[SourceDoc, bytes]]:
+        """Each document of a delivery with its bytes (one for an ordinary document)."""
+        return [(part, self.read(part)) for part in doc.parts or (doc,)]
 
     def read(self, doc: SourceDoc) -> bytes:
         path = self.fs._strip_protocol(doc.object_path)

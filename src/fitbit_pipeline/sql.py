@@ -189,6 +189,10 @@ class Names:
         column = f"{ident(field.name)} {sql_type(field.type, self.dialect, field.name)}"
         return f"ALTER TABLE {self.q(table.name)} ADD COLUMN {column}"
 
+    def drop_not_null(self, table: Table, field: pa.Field) -> str:
+        """Let a column hold nulls (PostgreSQL and DuckDB; Redshift cannot: see README)."""
+        return f"ALTER TABLE {self.q(table.name)} ALTER COLUMN {ident(field.name)} DROP NOT NULL"
+
     def alter_type(self, table: Table, field: pa.Field) -> str:
         """Change a column to the model's type (PostgreSQL and DuckDB; Redshift cannot: see README)."""
         column = f"{ident(field.name)} TYPE {sql_type(field.type, self.dialect, field.name)}"

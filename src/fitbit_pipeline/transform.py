@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from . import activities, lifeline, schema
+from .google_health.reader import parse_delivery
 from .layouts import LayoutError, match
 from .limits import DEFAULT_LIMITS, Limits
 from .parse import FileContext, FileRejected, Parsed, parse_document
@@ -75,6 +76,7 @@ class _Columns:
         self.measures: dict[str, list[np.ndarray]] = {m.name: [] for m in activity.measures}
         self.lengths: list[int] = []
         self.context: list[tuple[str, int, str]] = []  # participant, date (days), source_file
+        self.utc: list[np.ndarray | None] = []  # the instants a source gives (Google Health), per file
 
     def add(self, parsed: Parsed, participant: str, source_file: str) -> None:
         if not len(parsed.ts):
@@ -84,6 +86,7 @@ class _Columns:
             self.measures[name].append(arr)
         self.lengths.append(len(parsed.ts))
         self.context.append((participant, (parsed.date - _EPOCH).days, source_file))
+        self.utc.append(parsed.ts_utc)
 
     def table(self, run_id: str, zones: ZoneMap | None = None) -> pa.Table | None:
         """The chunk's rows, grouped by day (files in their order within a day), so that the production
@@ -104,8 +107,8 @@ class _Columns:
             "ts": pa.array(np.concatenate([self.ts[i] for i in order]), schema.TS),
         }
         cols["ts_utc"], cols["tz_flag"] = self._utc(order, n, zones)
-        for name, parts in self.measures.items():
-            cols[name] = pa.array(np.concatenate([parts[i] for i in order]))
+        for name, parts in self.measures.items():  # NaN: a measure the source does not give (null)
+            cols[name] = pa.array(np.concatenate([parts[i] for i in order]), from_pandas=True)
         cols["source_file"] = pa.DictionaryArray.from_arrays(
             np.repeat(np.arange(len(files), dtype=np.int32), lengths), pa.array([files[i] for i in order], pa.string())
         )
@@ -114,13 +117,21 @@ class _Columns:
         return pa.Table.from_arrays([cols[f.name] for f in target], schema=_dictionary_schema(target))
 
     def _utc(self, order: np.ndarray, n: int, zones: ZoneMap | None) -> tuple[pa.Array, pa.Array]:
-        """UTC timestamps and DST flags of the chunk's rows (in ``order``): one vectorised conversion per file."""
-        if zones is None or zones.empty:
+        """UTC timestamps and DST flags of the chunk's rows (in ``order``): the instants a source gives, else one
+        vectorised conversion per file by the participant's zone."""
+        no_zones = zones is None or zones.empty
+        if no_zones and all(u is None for u in self.utc):
             return pa.nulls(n, schema.TS), pa.nulls(n, _FLAG_TYPE)
         utc_parts, code_parts = [], []
         for i in order:
             participant, days, _ = self.context[i]
             day = _EPOCH + dt.timedelta(days=days)
+            given = self.utc[i]
+            if given is not None or no_zones:
+                utc_parts.append(given if given is not None else np.full(len(self.ts[i]), -1, np.int64))
+                code_parts.append(np.zeros(len(self.ts[i]), np.int8))
+                continue
+            assert zones is not None
             utc, codes = convert(self.ts[i], day, zones.zone_for(participant, day))
             utc_parts.append(utc)
             code_parts.append(codes)
@@ -199,6 +210,11 @@ def _skipped(doc: SourceDoc, ctx: RunContext, rows: dict[str, list[dict[str, Any
     )
 
 
+def _joined(parts: list[tuple[SourceDoc, bytes]]) -> bytes:
+    """The documents of one delivery as one blob (for the quarantine), each behind a line naming it."""
+    return b"".join(f"--- {p.logical_path} ({len(b)} bytes)\n".encode() + b + b"\n" for p, b in parts)
+
+
 def _file_row(doc: SourceDoc, ctx: RunContext, **values: Any) -> dict[str, Any]:
     row: dict[str, Any] = {
         "source_file": doc.source_file,
@@ -252,9 +268,10 @@ def process_chunk(chunk_id: str, docs: Sequence[SourceDoc], ctx: RunContext) -> 
                 if doc.error:
                     raise FileRejected(doc.rule_id or _unreadable(doc.transient), doc.error)
                 try:
-                    data = reader.read(doc)
+                    parts = reader.read_parts(doc)
                 except Exception as exc:  # any I/O or archive fault rejects this document only
                     raise FileRejected(_unreadable(is_transient(exc)), f"{type(exc).__name__}: {exc}") from None
+                data = parts[0][1] if len(parts) == 1 else _joined(parts)
                 try:
                     path = match(doc.logical_path)
                 except LayoutError as exc:
@@ -264,7 +281,10 @@ def process_chunk(chunk_id: str, docs: Sequence[SourceDoc], ctx: RunContext) -> 
                 if activity is None:
                     raise FileRejected("unknown_layout", f"unknown activity '{path.activity}'")
                 fctx = FileContext(doc.source_file, path.participant_id, activity, path.date, ctx.run_date, ctx.limits)
-                parsed = parse_document(data, fctx)
+                if path.layout == "google-health":
+                    parsed = parse_delivery(list(zip(path.data_types, (b for _, b in parts), strict=True)), fctx)
+                else:
+                    parsed = parse_document(data, fctx)
             except FileRejected as rej:
                 q = _quarantine(ctx, doc, data)
                 reason = str(rej) + (f" (raw bytes kept at {q})" if q else "")

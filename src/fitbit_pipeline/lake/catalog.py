@@ -111,7 +111,7 @@ def open_tables(catalog: Catalog, lake: str, namespace: str) -> dict[str, Iceber
 def _table(catalog: Catalog, lake: str, namespace: str, t: schema.Table) -> IcebergTable:
     identifier = (namespace, t.name)
     try:
-        return catalog.load_table(identifier)
+        return _relaxed(catalog.load_table(identifier), t)
     except NoSuchTableError:
         pass
     table = catalog.create_table_if_not_exists(identifier, schema=t.schema, location=table_location(lake, t.name))
@@ -132,3 +132,15 @@ def _table(catalog: Catalog, lake: str, namespace: str, t: schema.Table) -> Iceb
             for column in order:
                 sort.asc(column, IdentityTransform(), null_order=NullOrder.NULLS_FIRST)
     return catalog.load_table(identifier)
+
+
+def _relaxed(table: IcebergTable, t: schema.Table) -> IcebergTable:
+    """Columns the model now allows to be null, made optional in a table created by an earlier version
+    (required to optional is a safe change of an Iceberg schema; old files read the same)."""
+    relax = [f.name for f in t.schema if f.nullable and table.schema().find_field(f.name).required]
+    if not relax:
+        return table
+    with table.update_schema() as update:
+        for name in relax:
+            update.update_column(name, required=False)
+    return table

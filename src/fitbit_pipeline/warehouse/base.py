@@ -90,7 +90,7 @@ class Warehouse(abc.ABC):
             for t in schema.ALL_TABLES:
                 if not (views and t.data):  # views are made when the lake is first applied
                     self.execute(self.names.create_table(t))
-            for statement in self.missing_columns() + self.widened_columns():
+            for statement in self.missing_columns() + self.widened_columns() + self.relaxed_columns():
                 self.execute(statement)
 
     def missing_columns(self) -> list[str]:
@@ -123,6 +123,24 @@ class Warehouse(abc.ABC):
             for t in schema.INTRADAY.values()
             for f in t.schema
             if pa.types.is_floating(f.type) and types.get((t.name, f.name), "double").startswith(("int", "bigint"))
+        ]
+
+    def relaxed_columns(self) -> list[str]:
+        """``ALTER TABLE ... ALTER COLUMN ... DROP NOT NULL`` for intraday extras an earlier version declared
+        NOT NULL (null now where a source does not give them). Redshift cannot: see README."""
+        if self.names.dialect == "redshift":
+            return []
+        found = self.query(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = ? AND is_nullable = 'NO'",
+            [self.names.schema],
+        )
+        required = {(str(t), str(c)) for t, c in found}
+        return [
+            self.names.drop_not_null(t, f)
+            for t in schema.INTRADAY.values()
+            for f in t.schema
+            if f.nullable and (t.name, f.name) in required
         ]
 
     def known_files(self) -> dict[str, str]:

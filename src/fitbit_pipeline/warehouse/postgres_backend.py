@@ -179,7 +179,7 @@ class PostgresWarehouse(Warehouse):
         }
         indexes = {name for t in schema.ALL_TABLES for name in self.names.create_indexes(t)}
         complete = {t.name for t in schema.ALL_TABLES} <= tables and indexes <= self._existing_indexes()
-        return not complete or bool(self.missing_columns() or self.widened_columns())
+        return not complete or bool(self.missing_columns() or self.widened_columns() or self.relaxed_columns())
 
     def load_staging(self, parts_by_table: dict[str, list[str]]) -> None:
         """Replace the ``stg_*`` tables in one transaction, holding the schema until this run closes."""

@@ -1,0 +1,93 @@
+"""One delivery per participant-day-activity: the Google Health documents that make it up, read together.
+
+The collector writes one document per participant, data type and civil day, but a participant-day of heart
+rate is three data types (samples, resting heart rate, zones) and one of calories two (active and basal
+energy). Replacement in the lake and the warehouse is per participant-day-activity and one delivery wins
+it, so the documents of one participant-day-activity from one place (the source folder, or one archive)
+are listed as one :class:`~fitbit_pipeline.sources.SourceDoc` with ``parts``. Its name lists every file,
+``…/google-health/<participant>/{daily-resting-heart-rate,heart-rate}/<day>.json``; its fingerprint changes
+when any part changes or a part appears, so a part that arrives late re-delivers the whole
+participant-day-activity, never half of it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import posixpath
+from collections import defaultdict
+from collections.abc import Iterable
+
+from ..layouts import LayoutError, match
+from ..sources import SourceDoc, delivery_rank
+
+# Google Health deliveries rank above any Fitbit Web API delivery of the same participant-day-activity:
+# the archive is a frozen copy, the API the participant's current, reconciled record (see README).
+PRECEDENCE_END = dt.date(9999, 12, 31)
+
+
+def _key(doc: SourceDoc) -> tuple[str, str, str, str, str] | None:
+    try:
+        info = match(doc.logical_path)
+    except LayoutError:
+        return None
+    if info.layout != "google-health":
+        return None
+    prefix = posixpath.dirname(posixpath.dirname(doc.logical_path))
+    return (doc.archive or "", prefix, info.participant_id, info.activity, info.date.isoformat())
+
+
+def _named(path: str, types: list[str]) -> str:
+    """``…/<participant>/<type>/<day>.json`` with the type folder replaced by ``{type,type}``."""
+    folder, name = posixpath.split(path)
+    return posixpath.join(posixpath.dirname(folder), "{" + ",".join(types) + "}", name)
+
+
+def _object_time(rank: str) -> str:
+    return rank.split("|")[1]
+
+
+def _bundle(parts: list[SourceDoc]) -> SourceDoc:
+    parts = sorted(parts, key=lambda d: posixpath.basename(posixpath.dirname(d.logical_path)))
+    types = [posixpath.basename(posixpath.dirname(d.logical_path)) for d in parts]
+    first = parts[0]
+    if len(parts) == 1:
+        source_file, logical = first.source_file, first.logical_path
+    else:
+        source_file, logical = _named(first.source_file, types), _named(first.logical_path, types)
+    latest = max(_object_time(d.delivery_rank) for d in parts)
+    rank = delivery_rank(PRECEDENCE_END, dt.datetime.fromisoformat(latest), source_file)
+    broken = next((d for d in parts if d.error), None)
+    fingerprint = (
+        "parts:" + hashlib.sha1("\n".join(f"{d.source_file} {d.fingerprint}" for d in parts).encode()).hexdigest()
+    )
+    held = broken or first  # an unreadable part is the one sampled and quarantined
+    return SourceDoc(
+        source_file=source_file,
+        object_path=held.object_path,
+        member=held.member,
+        logical_path=logical,
+        size=sum(d.size for d in parts),
+        fingerprint=fingerprint,
+        delivery_rank=rank,
+        # One unreadable part rejects the participant-day-activity: half of it would replace the whole.
+        error=f"{broken.logical_path}: {broken.error}" if broken else None,
+        transient=any(d.transient for d in parts),
+        rule_id=broken.rule_id if broken else None,
+        parts=tuple(parts) if len(parts) > 1 else (),
+    )
+
+
+def bundle(docs: Iterable[SourceDoc]) -> list[SourceDoc]:
+    """``docs`` with the Google Health documents of each participant-day-activity (per folder or archive)
+    made one delivery; everything else as it was."""
+    out: list[SourceDoc] = []
+    groups: dict[tuple[str, ...], list[SourceDoc]] = defaultdict(list)
+    for doc in docs:
+        key = _key(doc)
+        if key is None:
+            out.append(doc)
+        else:
+            groups[key].append(doc)
+    out.extend(_bundle(parts) for parts in groups.values())
+    return out

@@ -1,0 +1,199 @@
+"""Google Health API v4 documents read into the activity tables: a real run into a real lake and DuckDB
+warehouse, checked against facts worked out by hand (tests/fixtures/google-health/expected.json)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import pathlib
+import shutil
+import zipfile
+from typing import Any
+
+import pytest
+
+from fitbit_pipeline.google_health.bundles import bundle
+from fitbit_pipeline.layouts import LayoutError, match
+from fitbit_pipeline.sources import list_documents
+
+from .conftest import FIXTURES
+from .hardening_support import Site, heart_doc, write
+
+GH = FIXTURES / "google-health"
+FACTS: dict[str, Any] = json.loads((GH / "expected.json").read_text())
+RUN_DATE = dt.date.fromisoformat(FACTS["run_date"])
+INTRADAY = ("heart", "steps", "distance", "elevation", "calories", "floors")
+
+
+def _site(tmp_path: pathlib.Path) -> Site:
+    site = Site(tmp_path)
+    shutil.copytree(GH / "google-health", site.source / "google-health")
+    return site
+
+
+def _intraday(site: Site, activity: str) -> list[list[Any]]:
+    rows = site.sql(
+        f"SELECT participant_id, strftime(ts, '%Y-%m-%dT%H:%M:%S'), strftime(ts_utc, '%Y-%m-%dT%H:%M:%S'), value "
+        f"FROM rural.intraday_{activity} ORDER BY participant_id, ts_utc"
+    )
+    return [[p, ts, utc, round(v, 9)] for p, ts, utc, v in rows]
+
+
+def test_fixture_documents_load_as_worked_out_by_hand(tmp_path: pathlib.Path) -> None:
+    site = _site(tmp_path)
+    summary = site.run(run_date=RUN_DATE)
+    assert summary.status == "succeeded"
+    for activity in INTRADAY:
+        assert _intraday(site, activity) == FACTS[f"intraday_{activity}"], activity
+    assert site.sql("SELECT COUNT(*) FROM rural.intraday_calories WHERE level IS NOT NULL OR mets IS NOT NULL") == [
+        (0,)
+    ]
+    assert site.sql("SELECT COUNT(*) FROM rural.intraday_heart WHERE tz_flag IS NOT NULL") == [(0,)]
+    daily = site.sql("SELECT participant_id, strftime(date, '%Y-%m-%d'), resting_heart_rate FROM rural.daily_heart")
+    assert [list(r) for r in daily] == FACTS["daily_heart"]
+    zones = site.sql(
+        "SELECT participant_id, strftime(date, '%Y-%m-%d'), zone_name, min_bpm, max_bpm FROM rural.heart_rate_zones "
+        "WHERE minutes IS NULL AND calories_out IS NULL ORDER BY zone_name"
+    )
+    assert [list(r) for r in zones] == FACTS["heart_rate_zones"]
+    for suffix, (status, read, loaded, rejected, duplicate) in FACTS["files"].items():
+        row = site.file("google-health/" + suffix)
+        got = (row["status"], row["rows_read"], row["rows_loaded"], row["rows_rejected"], row["rows_duplicate"])
+        assert got == (status, read, loaded, rejected, duplicate), suffix
+    rules = dict(site.sql("SELECT rule_id, COUNT(*) FROM rural.rejected_records GROUP BY rule_id"))
+    assert rules == FACTS["rules"]
+    broken = site.file("google-health/p02/{daily-resting-heart-rate,heart-rate}/2026-11-02.json")
+    assert broken["rule_id"] == "invalid_json" and "daily-resting-heart-rate/2026-11-02.json" in broken["reason"]
+    site.identity_holds()
+    assert site.run(run_date=RUN_DATE).status == "nothing-new"
+
+
+def test_a_part_arriving_later_redelivers_the_whole_participant_day(tmp_path: pathlib.Path) -> None:
+    site = _site(tmp_path)
+    resting = site.source / "google-health/p01/daily-resting-heart-rate/2026-11-01.json"
+    held_back = resting.read_bytes()
+    resting.unlink()
+    assert site.run(run_date=RUN_DATE).status == "succeeded"
+    assert site.sql("SELECT COUNT(*) FROM rural.daily_heart") == [(0,)]
+    first = site.file("google-health/p01/{daily-heart-rate-zones,heart-rate}/2026-11-01.json")
+    assert first["status"] == "loaded"
+
+    resting.write_bytes(held_back)
+    summary = site.run(run_date=RUN_DATE)
+    assert summary.status == "succeeded" and summary.totals["files_new"] == 1
+    assert site.file("google-health/p01/{daily-heart-rate-zones,heart-rate}/2026-11-01.json")["status"] == "replaced"
+    assert _intraday(site, "heart") == FACTS["intraday_heart"]  # the samples are read again with the new part
+    assert site.sql("SELECT resting_heart_rate FROM rural.daily_heart") == [(58,)]
+    site.identity_holds()
+
+
+def test_google_health_wins_a_participant_day_over_the_web_api_archive(tmp_path: pathlib.Path) -> None:
+    site = _site(tmp_path)
+    web = write(site, "archive/p01/2026-11-02/heart.json", heart_doc("2026-11-02", [80, 81, 82]))
+    future = dt.datetime(2030, 1, 1).timestamp()  # the archive copy touched last: time does not decide
+    os.utime(web, (future, future))
+    assert site.run(run_date=RUN_DATE).status == "succeeded"
+    assert site.file("archive/p01/2026-11-02/heart.json")["status"] == "superseded"
+    assert _intraday(site, "heart") == FACTS["intraday_heart"]
+    # Web API days next to Google Health days: one series, no overlap.
+    write(site, "archive/p01/2026-10-31/heart.json", heart_doc("2026-10-31", [75, 76]))
+    assert site.run(run_date=RUN_DATE).status == "succeeded"
+    days = site.sql("SELECT strftime(date, '%Y-%m-%d'), COUNT(*) FROM rural.intraday_heart GROUP BY 1 ORDER BY 1")
+    assert days == [("2026-10-31", 2), ("2026-11-01", 4), ("2026-11-02", 2)]
+    site.identity_holds()
+
+
+def test_the_same_documents_inside_a_zip_archive_load_the_same_rows(tmp_path: pathlib.Path) -> None:
+    loose = _site(tmp_path / "loose")
+    assert loose.run(run_date=RUN_DATE).status == "succeeded"
+    zipped = Site(tmp_path / "zipped")
+    with zipfile.ZipFile(zipped.source / "study-export.zip", "w") as zf:
+        for path in sorted((GH / "google-health").rglob("*.json")):
+            zf.write(path, "google-health/" + path.relative_to(GH / "google-health").as_posix())
+    assert zipped.run(run_date=RUN_DATE).status == "succeeded"
+    for activity in INTRADAY:
+        assert _intraday(zipped, activity) == _intraday(loose, activity)
+    bundle_row = zipped.file("!google-health/p01/{active-energy-burned,basal-energy-burned}/2026-11-02.json")
+    assert (bundle_row["status"], bundle_row["rows_loaded"]) == ("loaded", 2)
+    zipped.identity_holds()
+
+
+def test_listing_groups_the_documents_of_a_participant_day_activity(tmp_path: pathlib.Path) -> None:
+    site = _site(tmp_path)
+    docs = {d.logical_path: d for d in list_documents(str(site.source)).docs}
+    heart = docs["google-health/p01/{daily-heart-rate-zones,daily-resting-heart-rate,heart-rate}/2026-11-01.json"]
+    assert [p.logical_path.split("/")[2] for p in heart.parts] == [
+        "daily-heart-rate-zones",
+        "daily-resting-heart-rate",
+        "heart-rate",
+    ]
+    assert heart.delivery_rank.startswith("9999-12-31|")
+    assert docs["google-health/p01/steps/2026-11-02.json"].parts == ()
+    assert len(docs) == 8
+    # A changed part changes the delivery's fingerprint; bundling is stable.
+    before = heart.fingerprint
+    (site.source / "google-health/p01/daily-heart-rate-zones/2026-11-01.json").write_text('{"dataPoints": []}')
+    again = {d.logical_path: d for d in bundle(list_documents(str(site.source)).docs)}
+    assert again[heart.logical_path].fingerprint != before
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "google-health/p01/sleep/2026-11-01.json",
+        "google-health/p01/{heart-rate,steps}/2026-11-01.json",
+        "google-health/p01/steps/2026-13-01.json",
+    ],
+)
+def test_paths_outside_the_layout_are_named_errors(path: str) -> None:
+    with pytest.raises(LayoutError):
+        match(path)
+
+
+def test_an_iceberg_table_of_the_previous_version_takes_calories_without_level_and_mets(tmp_path: pathlib.Path) -> None:
+    """A lake table made when ``level``/``mets`` were required is made optional on the first run of this version
+    (a safe Iceberg schema change), and Google Health calories (no level, no METs) land in it."""
+    import pyarrow as pa
+
+    from fitbit_pipeline import schema
+    from fitbit_pipeline.lake import catalog as lake_catalog
+
+    site = _site(tmp_path)
+    t = schema.INTRADAY["calories"]
+    old = pa.schema([pa.field(f.name, f.type, False) if f.name in ("level", "mets") else f for f in t.schema])
+    cat = lake_catalog.open_catalog(str(site.lake))
+    cat.create_namespace_if_not_exists("rural")
+    cat.create_table(("rural", t.name), schema=old, location=lake_catalog.table_location(str(site.lake), t.name))
+    assert cat.load_table(("rural", t.name)).schema().find_field("level").required
+    assert site.run(run_date=RUN_DATE).status == "succeeded"
+    assert not cat.load_table(("rural", t.name)).schema().find_field("level").required
+    assert _intraday(site, "calories") == FACTS["intraday_calories"]
+
+
+def test_a_postgres_table_of_the_previous_version_takes_calories_without_level_and_mets(
+    tmp_path: pathlib.Path, postgres_db
+) -> None:
+    import psycopg
+
+    from fitbit_pipeline import pipeline
+
+    from .hardening_support import OPEN_GATE, steps_doc
+
+    site = Site(tmp_path)
+    url = postgres_db()
+    write(site, "archive/p01/2026-10-30/steps.json", steps_doc("2026-10-30", [1, 2]))
+
+    def run() -> str:
+        return pipeline.run(str(site.source), str(site.lake), url, workers=1, run_date=RUN_DATE, gate=OPEN_GATE).status
+
+    assert run() == "succeeded"
+    with psycopg.connect(url, autocommit=True) as con:  # as the previous version created it
+        con.execute(
+            "ALTER TABLE rural.intraday_calories ALTER COLUMN level SET NOT NULL, ALTER COLUMN mets SET NOT NULL"
+        )
+    shutil.copytree(GH / "google-health", site.source / "google-health")
+    assert run() == "succeeded"
+    with psycopg.connect(url) as con:
+        rows = con.execute("SELECT COUNT(*), COUNT(level), COUNT(mets), SUM(value) FROM rural.intraday_calories")
+        assert rows.fetchall() == [(2, 0, 0, pytest.approx(3.7))]
