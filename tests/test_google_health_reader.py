@@ -61,6 +61,13 @@ def test_fixture_documents_load_as_worked_out_by_hand(tmp_path: pathlib.Path) ->
         row = site.file("google-health/" + suffix)
         got = (row["status"], row["rows_read"], row["rows_loaded"], row["rows_rejected"], row["rows_duplicate"])
         assert got == (status, read, loaded, rejected, duplicate), suffix
+    sources = site.sql(
+        "SELECT activity || ' ' || strftime(date, '%Y-%m-%d'), data_sources FROM rural.pipeline_deliveries "
+        "WHERE participant_id = 'p01' AND activity IN ('heart', 'steps', 'calories') AND date IN (?, ?)",
+        ["2026-11-01", "2026-11-02"],
+    )
+    expected_sources = {"heart 2026-11-02": "FITBIT/FITNESS_BAND/Charge 6: 2", **FACTS["data_sources"]}
+    assert dict(sources) == expected_sources
     rules = dict(site.sql("SELECT rule_id, COUNT(*) FROM rural.rejected_records GROUP BY rule_id"))
     assert rules == FACTS["rules"]
     broken = site.file("google-health/p02/{daily-resting-heart-rate,heart-rate}/2026-11-02.json")
@@ -197,3 +204,75 @@ def test_a_postgres_table_of_the_previous_version_takes_calories_without_level_a
     with psycopg.connect(url) as con:
         rows = con.execute("SELECT COUNT(*), COUNT(level), COUNT(mets), SUM(value) FROM rural.intraday_calories")
         assert rows.fetchall() == [(2, 0, 0, pytest.approx(3.7))]
+
+
+def _ctx(activity: str, day: str = "2026-11-02") -> Any:
+    from fitbit_pipeline import activities
+    from fitbit_pipeline.parse import FileContext
+
+    return FileContext("f", "p01", activities.get(activity), dt.date.fromisoformat(day), RUN_DATE)
+
+
+def _doc(path: str) -> bytes:
+    return (GH / "google-health" / path).read_bytes()
+
+
+def test_each_google_health_row_rule_names_its_point() -> None:
+    from fitbit_pipeline.google_health.reader import parse_delivery
+
+    heart = parse_delivery([("heart-rate", _doc("p01/heart-rate/2026-11-01.json"))], _ctx("heart", "2026-11-01"))
+    by_rule = {r["rule_id"]: r for r in heart.rejects}
+    assert sorted(by_rule) == [
+        "duplicate_source",
+        "point_outside_day",
+        "time_invalid",
+        "value_out_of_range",
+        "value_wrong_type",
+    ]
+    assert [by_rule[r]["row_index"] for r in ("duplicate_source", "value_out_of_range", "value_wrong_type")] == [
+        4,
+        5,
+        6,
+    ]
+    assert '"formFactor":"PHONE"' in by_rule["duplicate_source"]["raw_value"]
+    assert heart.rows_read == 9 and heart.rows_duplicate == 1 and heart.rows_rejected == 4 and len(heart.ts) == 4
+    steps = parse_delivery([("steps", _doc("p01/steps/2026-11-02.json"))], _ctx("steps"))
+    assert [r["rule_id"] for r in steps.rejects].count("interval_not_minute") == 2
+    calories = parse_delivery(
+        [
+            ("active-energy-burned", _doc("p01/active-energy-burned/2026-11-02.json")),
+            ("basal-energy-burned", _doc("p01/basal-energy-burned/2026-11-02.json")),
+        ],
+        _ctx("calories"),
+    )
+    assert [r["rule_id"] for r in calories.rejects] == ["energy_part_missing"]
+    assert calories.measures["value"].tolist() == pytest.approx([2.6, 1.1])
+
+
+def test_several_resting_heart_rates_for_a_day_keep_none() -> None:
+    from fitbit_pipeline.google_health.reader import parse_delivery
+
+    one = json.loads(_doc("p01/daily-resting-heart-rate/2026-11-01.json"))
+    two = {"dataPoints": one["dataPoints"] * 2}
+    p = parse_delivery([("daily-resting-heart-rate", json.dumps(two).encode())], _ctx("heart", "2026-11-01"))
+    assert p.daily is None
+    assert [r["rule_id"] for r in p.rejects] == ["daily_record_repeated", "daily_record_repeated"]
+    assert p.rows_read == 2 and p.rows_valid == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "rule_id"),
+    [
+        (b'{"dataPoints": [], "nextPageToken": "abc"}', "wrong_structure"),
+        (b'{"rollupDataPoints": []}', "wrong_structure"),
+        (b'{"dataPoints": [], "dataPoints": []}', "duplicate_key"),
+        (b"[1, 2", "invalid_json"),
+    ],
+)
+def test_documents_that_are_not_a_whole_list_response_are_rejected(text: bytes, rule_id: str) -> None:
+    from fitbit_pipeline.google_health.reader import parse_delivery
+    from fitbit_pipeline.parse import FileRejected
+
+    with pytest.raises(FileRejected) as exc:
+        parse_delivery([("steps", text)], _ctx("steps"))
+    assert exc.value.rule_id == rule_id and "steps/2026-11-02.json" in exc.value.detail

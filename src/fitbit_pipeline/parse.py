@@ -85,6 +85,7 @@ class Parsed:
     rows_rejected: int = 0
     rows_duplicate: int = 0
     ts_utc: np.ndarray | None = None  # int64 microseconds, UTC, when the source gives the instant
+    sources: str | None = None  # the data sources of the kept rows, when the source names them
 
     @property
     def rows_valid(self) -> int:

@@ -131,6 +131,8 @@ _DELIVERY_FIELDS = [
     pa.field("source_file", pa.string(), False),
     pa.field("delivery_rank", pa.string(), False),
     pa.field("run_id", pa.string(), False),
+    # Where the rows came from, when the source says (Google Health: platform/form factor/device: rows).
+    pa.field("data_sources", pa.string(), True),
 ]
 PIPELINE_DELIVERIES = Table("pipeline_deliveries", "deliveries", pa.schema(_DELIVERY_FIELDS))
 

@@ -233,7 +233,8 @@ class Names:
             (f"DROP TABLE IF EXISTS {win}", []),
             (
                 f"CREATE TEMPORARY TABLE {win} AS "
-                "SELECT c.participant_id, c.activity, c.date, c.source_file, c.delivery_rank, c.run_id FROM ("
+                "SELECT c.participant_id, c.activity, c.date, c.source_file, c.delivery_rank, c.run_id, "
+                "c.data_sources FROM ("
                 "SELECT s.*, ROW_NUMBER() OVER (PARTITION BY s.participant_id, s.activity, s.date "
                 "ORDER BY s.delivery_rank DESC) AS rn "
                 f"FROM {self.q(d.staging_name)} s) c "

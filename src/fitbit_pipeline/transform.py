@@ -362,6 +362,7 @@ def process_chunk(chunk_id: str, docs: Sequence[SourceDoc], ctx: RunContext) -> 
                     "source_file": doc.source_file,
                     "delivery_rank": doc.delivery_rank,
                     "run_id": ctx.run_id,
+                    "data_sources": parsed.sources,
                 }
             )
             rows["pipeline_files"].append(

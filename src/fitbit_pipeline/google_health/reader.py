@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -187,7 +188,6 @@ class _Delivery:
         self.series: dict[str, list[_Point]] = {}  # role -> points
         self.resting: list[tuple[int, Any]] = []
         self.zones: list[dict[str, Any]] = []
-        self.sources: set[str] = set()
 
     def reject(self, rule_id: str, point: Any, index: int, ts: int | None = None, record: str = "intraday") -> None:
         self.rejects.append(
@@ -225,7 +225,6 @@ class _Delivery:
                 self.reject(exc.rule_id, point, i, ts if exc.rule_id not in ("missing_field", "time_invalid") else None)
                 continue
             rank, label = _source(point)
-            self.sources.add(label)
             series.append(_Point(ts, utc, value, rank, label, i, point))
 
     def _daily(self, dtype: DataType, point: Any, index: int, day: dt.date) -> None:
@@ -363,4 +362,5 @@ def _assemble(d: _Delivery) -> Parsed:
         rows_rejected=len(d.rejects) - duplicates,
         rows_duplicate=duplicates,
         ts_utc=np.fromiter((p.utc for p in rows), np.int64, len(rows)),
+        sources="; ".join(f"{label}: {n}" for label, n in sorted(Counter(p.source for p in rows).items())) or None,
     )
