@@ -52,6 +52,17 @@ def test_fixture_documents_load_as_worked_out_by_hand(tmp_path: pathlib.Path) ->
     assert site.sql("SELECT COUNT(*) FROM rural.intraday_heart WHERE tz_flag IS NOT NULL") == [(0,)]
     daily = site.sql("SELECT participant_id, strftime(date, '%Y-%m-%d'), resting_heart_rate FROM rural.daily_heart")
     assert [list(r) for r in daily] == FACTS["daily_heart"]
+    totals = [
+        [a, *site.sql(f"SELECT participant_id, strftime(date, '%Y-%m-%d'), value FROM rural.daily_{a}")[0]]
+        for a, *_ in FACTS["daily_totals"]
+    ]
+    assert totals == FACTS["daily_totals"]
+    assert site.sql("SELECT COUNT(*) FROM rural.daily_distance") == [(0,)]  # no roll-up: no daily total
+    findings = site.sql(
+        "SELECT activity, participant_id, strftime(date, '%Y-%m-%d'), rule_id FROM rural.data_quality_findings "
+        "WHERE participant_id = 'p01' ORDER BY 1 NULLS LAST, 2, 3"
+    )
+    assert [list(f) for f in findings] == FACTS["findings"]
     zones = site.sql(
         "SELECT participant_id, strftime(date, '%Y-%m-%d'), zone_name, min_bpm, max_bpm FROM rural.heart_rate_zones "
         "WHERE minutes IS NULL AND calories_out IS NULL ORDER BY zone_name"
@@ -121,8 +132,9 @@ def test_the_same_documents_inside_a_zip_archive_load_the_same_rows(tmp_path: pa
     assert zipped.run(run_date=RUN_DATE).status == "succeeded"
     for activity in INTRADAY:
         assert _intraday(zipped, activity) == _intraday(loose, activity)
-    bundle_row = zipped.file("!google-health/p01/{active-energy-burned,basal-energy-burned}/2026-11-02.json")
-    assert (bundle_row["status"], bundle_row["rows_loaded"]) == ("loaded", 2)
+    name = "!google-health/p01/{active-energy-burned,basal-energy-burned,total-calories-daily-roll-up}/2026-11-02.json"
+    bundle_row = zipped.file(name)
+    assert (bundle_row["status"], bundle_row["rows_loaded"]) == ("loaded", 3)
     zipped.identity_holds()
 
 
@@ -136,7 +148,7 @@ def test_listing_groups_the_documents_of_a_participant_day_activity(tmp_path: pa
         "heart-rate",
     ]
     assert heart.delivery_rank.startswith("9999-12-31|")
-    assert docs["google-health/p01/steps/2026-11-02.json"].parts == ()
+    assert docs["google-health/p01/distance/2026-11-02.json"].parts == ()
     assert len(docs) == 8
     # A changed part changes the delivery's fingerprint; bundling is stable.
     before = heart.fingerprint
@@ -238,6 +250,7 @@ def test_each_google_health_row_rule_names_its_point() -> None:
     assert heart.rows_read == 9 and heart.rows_duplicate == 1 and heart.rows_rejected == 4 and len(heart.ts) == 4
     steps = parse_delivery([("steps", _doc("p01/steps/2026-11-02.json"))], _ctx("steps"))
     assert [r["rule_id"] for r in steps.rejects].count("interval_not_minute") == 2
+    assert steps.daily is None and steps.findings == []
     calories = parse_delivery(
         [
             ("active-energy-burned", _doc("p01/active-energy-burned/2026-11-02.json")),

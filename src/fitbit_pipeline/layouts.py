@@ -10,7 +10,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-from .google_health.datatypes import BY_ID as GOOGLE_HEALTH_TYPES
+from .google_health.datatypes import FOLDER_ACTIVITY
 
 _DATE = r"(?P<date>\d{4}-\d{2}-\d{2})"
 _DETAIL = r"_1d_(?P<detail>[0-9a-z]+)"
@@ -73,10 +73,10 @@ def match(path: str) -> PathInfo:
 
 def _google_health(participant: str, folder: str, day: dt.date) -> PathInfo:
     types = tuple(folder.strip("{}").split(","))
-    unknown = [t for t in types if t not in GOOGLE_HEALTH_TYPES]
+    unknown = [t for t in types if t not in FOLDER_ACTIVITY]
     if unknown:
         raise LayoutError(f"Google Health data type '{unknown[0]}' is not read (see README: Google Health API v4)")
-    activities = {GOOGLE_HEALTH_TYPES[t].activity for t in types}
+    activities = {FOLDER_ACTIVITY[t] for t in types}
     if len(activities) != 1:
         raise LayoutError("the data types of one document belong to different activities")
     return PathInfo("google-health", participant, activities.pop(), day, types)

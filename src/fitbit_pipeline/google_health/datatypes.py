@@ -53,6 +53,34 @@ DATA_TYPES: tuple[DataType, ...] = (
 )
 
 BY_ID: dict[str, DataType] = {d.id: d for d in DATA_TYPES}
+
+
+@dataclass(frozen=True)
+class RollUp:
+    """A daily total: ``POST v4/users/{user}/dataTypes/{data_type}/dataPoints:dailyRollUp`` (one window a day),
+    kept as ``{"rollupDataPoints": [...]}`` in the folder ``<data_type>-daily-roll-up``."""
+
+    data_type: str  # the API's data type id
+    field: str  # the DailyRollupDataPoint property
+    value_key: str  # int64 sums arrive as strings, kcal as a double
+    activity: str
+    scale: float = 1.0
+
+    @property
+    def folder(self) -> str:
+        return f"{self.data_type}-daily-roll-up"
+
+
+ROLLUPS: tuple[RollUp, ...] = (
+    RollUp("steps", "steps", "countSum", "steps"),
+    RollUp("distance", "distance", "millimetersSum", "distance", 1e-6),
+    RollUp("floors", "floors", "countSum", "floors"),
+    RollUp("altitude", "altitude", "gainMillimetersSum", "elevation", 1e-3),
+    RollUp("total-calories", "totalCalories", "kcalSum", "calories"),
+)
+ROLLUP_BY_FOLDER: dict[str, RollUp] = {r.folder: r for r in ROLLUPS}
+# The folder of a document (a data type, or a data type's daily roll-up) -> the activity it feeds.
+FOLDER_ACTIVITY: dict[str, str] = {**{d.id: d.activity for d in DATA_TYPES}, **{r.folder: r.activity for r in ROLLUPS}}
 # Data-point lists are filtered by civil time (the participant's local day) on this member of the field.
 CIVIL_FILTER_MEMBER: dict[Shape, str] = {
     "sample": "sample_time.civil_time",

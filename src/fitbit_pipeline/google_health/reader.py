@@ -20,7 +20,10 @@ is declared in :mod:`.datatypes`. Per point:
   one minute are one record. ``level`` and ``mets`` stay empty (the API has no per-minute equivalent).
 - Heart: ``daily-resting-heart-rate`` gives ``daily_heart.resting_heart_rate``; ``daily-heart-rate-zones``
   gives ``heart_rate_zones`` (``zone_name`` LIGHT, MODERATE, VIGOROUS, PEAK; thresholds only, ``minutes`` and
-  ``calories_out`` empty). Daily totals of the other activities are not derived from the points.
+  ``calories_out`` empty).
+- Daily totals come only from daily roll-up documents (``{"rollupDataPoints": [...]}``, one window of the
+  document's civil day; see :data:`.datatypes.ROLLUPS`), never from summing the points, and are reconciled
+  against the intraday sum as for the Web API (``daily_total_mismatch``).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ import orjson
 from ..activities import Activity
 from ..parse import FileContext, FileRejected, Parsed, _fits32, _has_duplicate_key, _raw, _summary_reject, _zone_problem
 from ..rules import rule
-from .datatypes import BY_ID, DataType
+from .datatypes import BY_ID, ROLLUP_BY_FOLDER, DataType, RollUp
 
 _EPOCH = dt.datetime(1970, 1, 1)
 _US = dt.timedelta(microseconds=1)
@@ -166,15 +169,16 @@ def _source(point: dict[str, Any]) -> tuple[int, str]:
     return (1 if form in _WEARABLE_LAST else 0), label
 
 
-def _points(doc: Any, dtype: DataType, where: str) -> list[Any]:
-    if not isinstance(doc, dict) or not isinstance(doc.get("dataPoints", []), list):
-        raise FileRejected("wrong_structure", f"{where}: 'dataPoints' is not a list")
-    unknown = set(doc) - {"dataPoints", "nextPageToken"}
+def _points(doc: Any, key: str, where: str) -> list[Any]:
+    """The points of a list response (``dataPoints``) or a daily roll-up response (``rollupDataPoints``)."""
+    if not isinstance(doc, dict) or not isinstance(doc.get(key, []), list):
+        raise FileRejected("wrong_structure", f"{where}: '{key}' is not a list")
+    unknown = set(doc) - {key, "nextPageToken"}
     if unknown:
-        raise FileRejected("wrong_structure", f"{where}: not a dataPoints list response ({sorted(unknown)[0]!r})")
+        raise FileRejected("wrong_structure", f"{where}: not a '{key}' response ({sorted(unknown)[0]!r})")
     if doc.get("nextPageToken"):
         raise FileRejected("wrong_structure", f"{where}: an unfinished page (nextPageToken set)")
-    return doc.get("dataPoints", [])
+    return doc.get(key, [])
 
 
 class _Delivery:
@@ -187,6 +191,7 @@ class _Delivery:
         self.read = 0
         self.series: dict[str, list[_Point]] = {}  # role -> points
         self.resting: list[tuple[int, Any]] = []
+        self.totals: list[tuple[float, Any]] = []
         self.zones: list[dict[str, Any]] = []
 
     def reject(self, rule_id: str, point: Any, index: int, ts: int | None = None, record: str = "intraday") -> None:
@@ -226,6 +231,36 @@ class _Delivery:
                 continue
             rank, label = _source(point)
             series.append(_Point(ts, utc, value, rank, label, i, point))
+
+    def add_rollup(self, r: RollUp, points: list[Any]) -> None:
+        """Daily roll-up windows: one a day, exactly the document's civil day."""
+        day = self.ctx.path_date
+        assert day is not None
+        for point in points:
+            self.read += 1
+            try:
+                window = (_civil(point.get("civilStartTime")), _civil(point.get("civilEndTime")))
+                obj = point.get(r.field)
+                raw = obj.get(r.value_key) if isinstance(obj, dict) else None
+            except (_RowError, AttributeError):
+                window, raw = None, None
+            start = dt.datetime.combine(day, dt.time())
+            if window != (start, start + dt.timedelta(days=1)):
+                self.rejects.append(_summary_reject("point_outside_day", point, "not a roll-up of this civil day"))
+                continue
+            if r.value_key == "kcalSum":
+                ok = isinstance(raw, int | float) and not isinstance(raw, bool) and bool(np.isfinite(raw))
+                number = float(raw) if ok else -1.0
+            else:
+                try:
+                    number = float(_int64(raw))
+                except _RowError:
+                    number = -1.0
+            if number < 0:
+                self.rejects.append(_summary_reject("daily_value_invalid", point, f"'{r.field}.{r.value_key}'"))
+                continue
+            value = number * r.scale
+            self.totals.append((int(value) if self.a.daily_kind == "int" else value, point))
 
     def _daily(self, dtype: DataType, point: Any, index: int, day: dt.date) -> None:
         obj = point.get(dtype.field) if isinstance(point, dict) else None
@@ -310,16 +345,18 @@ def parse_delivery(parts: Sequence[tuple[str, bytes]], ctx: FileContext) -> Pars
     if ctx.path_date > ctx.run_date:
         raise FileRejected("date_in_future", f"{ctx.path_date} is after the run date {ctx.run_date}")
     d = _Delivery(ctx)
-    for type_id, raw in parts:
-        dtype = BY_ID[type_id]
-        where = f"{type_id}/{ctx.path_date}.json"
+    for folder, raw in parts:
+        where = f"{folder}/{ctx.path_date}.json"
         try:
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise FileRejected("invalid_json", f"{where}: {str(exc).split(':')[0]}", d.read) from None
         if _has_duplicate_key(raw):
             raise FileRejected("duplicate_key", f"{where}: an object repeats a key", d.read)
-        d.add(dtype, _points(doc, dtype, where))
+        if folder in ROLLUP_BY_FOLDER:
+            d.add_rollup(ROLLUP_BY_FOLDER[folder], _points(doc, "rollupDataPoints", where))
+        else:
+            d.add(BY_ID[folder], _points(doc, "dataPoints", where))
     return _assemble(d)
 
 
@@ -341,12 +378,18 @@ def _assemble(d: _Delivery) -> Parsed:
     ts = np.fromiter((p.ts for p in rows), np.int64, len(rows))
     measures = {m.name: np.full(len(rows), np.nan) for m in d.a.measures}
     measures["value"] = np.fromiter((p.value for p in rows), np.float64, len(rows))
-    daily = None
-    if d.a.daily == "heart" and len(d.resting) == 1:
-        daily = {"resting_heart_rate": d.resting[0][0]}
+    daily: dict[str, Any] | None = None
+    findings: list[tuple[str, str]] = []
+    key, records = ("resting_heart_rate", d.resting) if d.a.daily == "heart" else ("value", d.totals)
+    if len(records) == 1:
+        daily = {key: records[0][0]}
     else:  # several records of one day: which one is right is unknown, none is kept
-        for _, point in d.resting:
-            d.rejects.append(_summary_reject("daily_record_repeated", point, "several resting heart rates for the day"))
+        for _, point in records:
+            d.rejects.append(_summary_reject("daily_record_repeated", point, "several daily records for the day"))
+    if daily is not None and key == "value" and rows:
+        tolerance = d.ctx.limits.tolerance(d.a.name)
+        if abs(float(measures["value"].sum()) - daily["value"]) > tolerance + 1e-9:
+            findings.append(("daily_total_mismatch", f"daily total and intraday sum differ by more than {tolerance:g}"))
     assert d.ctx.path_date is not None
     return Parsed(
         date=d.ctx.path_date,
@@ -357,7 +400,7 @@ def _assemble(d: _Delivery) -> Parsed:
         daily=daily,
         zones=d.zones,
         rejects=d.rejects,
-        findings=[],
+        findings=findings,
         rows_read=d.read - merged,
         rows_rejected=len(d.rejects) - duplicates,
         rows_duplicate=duplicates,
