@@ -289,3 +289,43 @@ def test_documents_that_are_not_a_whole_list_response_are_rejected(text: bytes, 
     with pytest.raises(FileRejected) as exc:
         parse_delivery([("steps", text)], _ctx("steps"))
     assert exc.value.rule_id == rule_id and "steps/2026-11-02.json" in exc.value.detail
+
+
+def test_a_saved_plan_keeps_the_parts_of_each_delivery(tmp_path: pathlib.Path) -> None:
+    """The Airflow and Glue tasks load the run's plan from ``_plan.json``: deliveries keep their parts."""
+    from fitbit_pipeline.pipeline import Plan
+
+    site = _site(tmp_path)
+    docs = list_documents(str(site.source)).docs
+    plan = Plan("r1", dt.datetime(2026, 12, 1, 3, 0), RUN_DATE, str(site.source), str(site.lake), groups={"x": docs})
+    plan.save()
+    loaded = Plan.load(str(site.lake), "r1")
+    assert loaded.groups["x"] == docs
+    assert sum(len(d.parts) for d in loaded.groups["x"]) == 10  # p01 heart 3, calories 3, steps 2; p02 heart 2
+
+
+def test_postgres_holds_what_duckdb_holds(tmp_path: pathlib.Path, postgres_db) -> None:
+    import psycopg
+
+    from fitbit_pipeline import pipeline
+
+    from .hardening_support import OPEN_GATE
+
+    site = _site(tmp_path / "duckdb")
+    assert site.run(run_date=RUN_DATE).status == "succeeded"
+    pg = _site(tmp_path / "postgres")
+    url = postgres_db()
+    run = pipeline.run(str(pg.source), str(pg.lake), url, workers=1, run_date=RUN_DATE, gate=OPEN_GATE)
+    assert run.status == "succeeded"
+    query = (
+        "SELECT participant_id, CAST(ts AS text), CAST(ts_utc AS text), value{extras}, data_sources "
+        "FROM rural.intraday_{a} i JOIN rural.pipeline_deliveries d USING (participant_id, date) "
+        "WHERE d.activity = '{a}' ORDER BY participant_id, ts_utc"
+    )
+    with psycopg.connect(url) as con:
+        for a in INTRADAY:
+            sql = query.format(a=a, extras=", level, mets" if a == "calories" else "")
+            assert [tuple(r) for r in con.execute(sql).fetchall()] == [tuple(r) for r in site.sql(sql)], a
+        ledger = "SELECT source_file, status, rows_read, rows_loaded FROM rural.pipeline_files ORDER BY 1"
+        strip = lambda rows: [(r[0].split("/source/")[1], *r[1:]) for r in rows]  # noqa: E731
+        assert strip(con.execute(ledger).fetchall()) == strip(site.sql(ledger))
