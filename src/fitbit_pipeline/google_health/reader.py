@@ -29,10 +29,7 @@ is declared in :mod:`.datatypes`. Per point:
 from __future__ import annotations
 
 import datetime as dt
-import re
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -41,132 +38,18 @@ import orjson
 from ..activities import Activity
 from ..parse import FileContext, FileRejected, Parsed, _fits32, _has_duplicate_key, _raw, _summary_reject, _zone_problem
 from ..rules import rule
+from .columnar import read_columns
 from .datatypes import BY_ID, ROLLUP_BY_FOLDER, DataType, RollUp
-
-_EPOCH = dt.datetime(1970, 1, 1)
-_US = dt.timedelta(microseconds=1)
-_INT64 = re.compile(r"-?(?:0|[1-9][0-9]{0,18})")
-_DURATION = re.compile(r"(-?[0-9]{1,6})(?:\.([0-9]{1,9}))?s")
-_WEARABLE_LAST = ("PHONE", "TABLET", "SMART_DISPLAY", "HEAD_MOUNTED")  # ranked below a wearable's point
-
-
-class _RowError(Exception):
-    def __init__(self, rule_id: str) -> None:
-        self.rule_id = rule_id
-
-
-@dataclass
-class _Point:
-    ts: int  # civil time, microseconds since the epoch
-    utc: int
-    value: float
-    rank: int  # lower wins a timestamp
-    source: str
-    index: int
-    raw: Any
-
-
-def _civil(value: Any) -> dt.datetime:
-    """A ``CivilDateTime`` ({date{year,month,day}, time{hours,minutes,seconds,nanos}})."""
-    if not isinstance(value, dict) or not isinstance(value.get("date"), dict):
-        raise _RowError("missing_field")
-    d, t = value["date"], value.get("time") or {}
-    try:
-        fields = [d["year"], d["month"], d["day"], t.get("hours", 0), t.get("minutes", 0), t.get("seconds", 0)]
-        nanos = t.get("nanos", 0)
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (*fields, nanos)) or not 0 <= nanos < 10**9:
-            raise _RowError("time_invalid")
-        return dt.datetime(*fields, nanos // 1000)
-    except (KeyError, TypeError):
-        raise _RowError("missing_field") from None
-    except ValueError:
-        raise _RowError("time_invalid") from None
-
-
-def _instant(value: Any) -> dt.datetime:
-    """A ``google-datetime`` (RFC 3339) as naive UTC."""
-    if not isinstance(value, str):
-        raise _RowError("missing_field")
-    try:
-        t = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise _RowError("time_invalid") from None
-    if t.tzinfo is None:
-        raise _RowError("time_invalid")
-    return t.astimezone(dt.UTC).replace(tzinfo=None)
-
-
-def _offset(value: Any) -> dt.timedelta:
-    """A ``google-duration`` such as ``"-18000s"``."""
-    m = _DURATION.fullmatch(value) if isinstance(value, str) else None
-    if m is None:
-        raise _RowError("missing_field" if value is None else "time_invalid")
-    sign = -1 if m[1].startswith("-") else 1
-    return dt.timedelta(microseconds=sign * (abs(int(m[1])) * 1_000_000 + int((m[2] or "0").ljust(6, "0")[:6])))
-
-
-def _us(t: dt.datetime) -> int:
-    return (t - _EPOCH) // _US
-
-
-def _times(dtype: DataType, obj: dict[str, Any], day: dt.date) -> tuple[int, int]:
-    """(civil, utc) microseconds of a sample's time or an interval's start."""
-    if dtype.shape == "sample":
-        holder = obj.get("sampleTime")
-        if not isinstance(holder, dict):
-            raise _RowError("missing_field")
-        civil, utc, offset = (
-            _civil(holder.get("civilTime")),
-            _instant(holder.get("physicalTime")),
-            holder.get("utcOffset"),
-        )
-    else:
-        holder = obj.get("interval")
-        if not isinstance(holder, dict):
-            raise _RowError("missing_field")
-        civil, utc = _civil(holder.get("civilStartTime")), _instant(holder.get("startTime"))
-        offset = holder.get("startUtcOffset")
-        end = _instant(holder.get("endTime"))
-        if end - utc != dt.timedelta(minutes=1) or civil.second or civil.microsecond:
-            raise _RowError("interval_not_minute")
-    if utc + _offset(offset) != civil:
-        raise _RowError("time_invalid")
-    if civil.date() != day:
-        raise _RowError("point_outside_day")
-    return _us(civil), _us(utc)
+from .points import INT64, RowError, Series, civil, read_points
 
 
 def _int64(value: Any) -> int:
-    if isinstance(value, str) and _INT64.fullmatch(value):
-        number = int(value)
-        if -(2**63) <= number < 2**63:
-            return number
-    raise _RowError("value_wrong_type")
-
-
-def _value(dtype: DataType, obj: dict[str, Any]) -> float:
-    assert dtype.value_key is not None
-    raw = obj.get(dtype.value_key)
-    if raw is None:
-        raise _RowError("missing_field")
-    if dtype.value_key == "kcal":  # a JSON double
-        if isinstance(raw, bool) or not isinstance(raw, int | float) or not np.isfinite(raw):
-            raise _RowError("value_wrong_type")
-        number = float(raw)
-    else:
-        number = float(_int64(raw))
-    if dtype.hard_range and not dtype.hard_range[0] <= number <= dtype.hard_range[1]:
-        raise _RowError("value_out_of_range")
-    return number * dtype.scale
-
-
-def _source(point: dict[str, Any]) -> tuple[int, str]:
-    """(rank, label) of a point's data source: wearables before phones; the label names no value."""
-    source = point.get("dataSource") if isinstance(point.get("dataSource"), dict) else {}
-    device = source.get("device") if isinstance(source.get("device"), dict) else {}
-    form = str(device.get("formFactor") or "FORM_FACTOR_UNSPECIFIED")
-    label = "/".join(str(x) for x in (source.get("platform"), form, device.get("displayName")) if x)
-    return (1 if form in _WEARABLE_LAST else 0), label
+    """An int64 of a daily record: a string of digits (the API's form) or a JSON integer."""
+    if isinstance(value, str) and INT64.fullmatch(value):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not -(2**63) <= value < 2**63:
+        raise RowError("value_wrong_type")
+    return value
 
 
 def _points(doc: Any, key: str, where: str) -> list[Any]:
@@ -181,15 +64,25 @@ def _points(doc: Any, key: str, where: str) -> list[Any]:
     return doc.get(key, [])
 
 
+def _load(raw: bytes, where: str, read: int) -> Any:
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise FileRejected("invalid_json", f"{where}: {str(exc).split(':')[0]}", read) from None
+    if _has_duplicate_key(raw):
+        raise FileRejected("duplicate_key", f"{where}: an object repeats a key", read)
+    return doc
+
+
 class _Delivery:
-    """What the documents of one delivery give, checked point by point."""
+    """What the documents of one delivery give."""
 
     def __init__(self, ctx: FileContext) -> None:
         self.ctx = ctx
         self.a: Activity = ctx.activity
         self.rejects: list[dict[str, Any]] = []
         self.read = 0
-        self.series: dict[str, list[_Point]] = {}  # role -> points
+        self.series: dict[str, Series] = {}  # role -> valid points
         self.resting: list[tuple[int, Any]] = []
         self.totals: list[tuple[float, Any]] = []
         self.zones: list[dict[str, Any]] = []
@@ -206,31 +99,26 @@ class _Delivery:
             }
         )
 
-    def add(self, dtype: DataType, points: list[Any]) -> None:
+    def add_document(self, folder: str, raw: bytes) -> None:
         day = self.ctx.path_date
         assert day is not None
+        where = f"{folder}/{day}.json"
+        if folder in ROLLUP_BY_FOLDER:
+            self.add_rollup(ROLLUP_BY_FOLDER[folder], _points(_load(raw, where, self.read), "rollupDataPoints", where))
+            return
+        dtype = BY_ID[folder]
         if dtype.shape == "daily":
-            for i, point in enumerate(points):
+            for i, point in enumerate(_points(_load(raw, where, self.read), "dataPoints", where)):
                 self._daily(dtype, point, i, day)
             return
-        lo, hi = self.ctx.limits.range(f"{self.a.name}.value")
-        series = self.series.setdefault(dtype.role, [])
-        for i, point in enumerate(points):
-            self.read += 1
-            ts = None
-            try:
-                obj = point.get(dtype.field) if isinstance(point, dict) else None
-                if not isinstance(obj, dict):
-                    raise _RowError("missing_field")
-                ts, utc = _times(dtype, obj, day)
-                value = _value(dtype, obj)
-                if dtype.role == "value" and not lo <= value <= hi:
-                    raise _RowError("value_out_of_range")
-            except _RowError as exc:
-                self.reject(exc.rule_id, point, i, ts if exc.rule_id not in ("missing_field", "time_invalid") else None)
-                continue
-            rank, label = _source(point)
-            series.append(_Point(ts, utc, value, rank, label, i, point))
+        bounds = self.ctx.limits.range(f"{self.a.name}.value") if dtype.role == "value" else None
+        series = read_columns(raw, dtype, day, bounds)
+        if series is None:  # not fully regular: the general way
+            series = read_points(_points(_load(raw, where, self.read), "dataPoints", where), dtype, day, bounds)
+        self.read += series.read
+        for r in series.rejected:
+            self.reject(r.rule_id, series.raw(r.index), r.index, r.ts)
+        self.series[dtype.role] = series
 
     def add_rollup(self, r: RollUp, points: list[Any]) -> None:
         """Daily roll-up windows: one a day, exactly the document's civil day."""
@@ -239,10 +127,10 @@ class _Delivery:
         for point in points:
             self.read += 1
             try:
-                window = (_civil(point.get("civilStartTime")), _civil(point.get("civilEndTime")))
+                window = (civil(point.get("civilStartTime")), civil(point.get("civilEndTime")))
                 obj = point.get(r.field)
                 raw = obj.get(r.value_key) if isinstance(obj, dict) else None
-            except (_RowError, AttributeError):
+            except (RowError, AttributeError):
                 window, raw = None, None
             start = dt.datetime.combine(day, dt.time())
             if window != (start, start + dt.timedelta(days=1)):
@@ -254,7 +142,7 @@ class _Delivery:
             else:
                 try:
                     number = float(_int64(raw))
-                except _RowError:
+                except RowError:
                     number = -1.0
             if number < 0:
                 self.rejects.append(_summary_reject("daily_value_invalid", point, f"'{r.field}.{r.value_key}'"))
@@ -277,7 +165,7 @@ class _Delivery:
             lo, hi = self.ctx.limits.range("heart.resting_heart_rate")
             try:
                 bpm = _int64(obj.get("beatsPerMinute"))
-            except _RowError:
+            except RowError:
                 bpm = None
             if bpm is None or not (lo <= bpm <= hi and _fits32(bpm)):
                 self.rejects.append(_summary_reject("resting_hr_out_of_range", point, f"expected {lo:g}-{hi:g} bpm"))
@@ -298,7 +186,7 @@ class _Delivery:
                     "min": _int64(z["minBeatsPerMinute"]),
                     "max": _int64(z["maxBeatsPerMinute"]),
                 }
-            except (TypeError, KeyError, _RowError):
+            except (TypeError, KeyError, RowError):
                 web = None
             problem = "malformed zone" if web is None else _zone_problem(web, minutes)
             if (
@@ -321,63 +209,83 @@ class _Delivery:
                 }
             )
 
-    def unique(self, role: str) -> tuple[dict[int, _Point], int]:
-        """One point per instant (wearable first, then the first listed), and how many were duplicates. The
-        instant, not the civil time, is the key: the hour a DST change repeats holds distinct points."""
-        kept: dict[int, _Point] = {}
-        duplicates = 0
-        for p in sorted(self.series.get(role, []), key=lambda p: (p.utc, p.rank, p.index)):
-            first = kept.get(p.utc)
-            if first is None:
-                kept[p.utc] = p
-                continue
-            duplicates += 1
-            rule_id = "duplicate_source" if first.source != p.source else "duplicate_timestamp"
-            self.reject(rule_id, p.raw, p.index, p.ts)
-        return kept, duplicates
+    def unique(self, role: str) -> tuple[Series | None, np.ndarray, int]:
+        """The positions in the role's series of one point per instant (wearable first, then the first listed),
+        sorted by instant, and how many points were duplicates. The instant, not the civil time, is the key:
+        the hour a DST change repeats holds distinct points."""
+        s = self.series.get(role)
+        if s is None or not len(s.utc):
+            return s, np.zeros(0, np.int64), 0
+        order = np.lexsort((s.index, s.rank, s.utc))
+        utc = s.utc[order]
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = utc[1:] != utc[:-1]
+        winner = order[first][np.cumsum(first) - 1]  # the kept point of each point's instant
+        for pos, win in zip(order[~first], winner[~first], strict=True):
+            same = s.labels[s.source[pos]] == s.labels[s.source[win]]
+            rule_id = "duplicate_timestamp" if same else "duplicate_source"
+            self.reject(rule_id, s.raw(int(s.index[pos])), int(s.index[pos]), int(s.ts[pos]))
+        return s, order[first], int((~first).sum())
 
 
 def parse_delivery(parts: Sequence[tuple[str, bytes]], ctx: FileContext) -> Parsed:
-    """Parse the documents ``(data type, bytes)`` of one participant-day-activity. Raises
-    :class:`FileRejected` when a document is unusable as a whole (then the delivery is rejected whole)."""
+    """Parse the documents ``(folder, bytes)`` of one participant-day-activity (a folder is a data type or
+    a data type's daily roll-up). Raises :class:`FileRejected` when a document is unusable as a whole (then
+    the delivery is rejected whole)."""
     if ctx.path_date is None:
         raise FileRejected("date_invalid", "no civil day in the path")
     if ctx.path_date > ctx.run_date:
         raise FileRejected("date_in_future", f"{ctx.path_date} is after the run date {ctx.run_date}")
     d = _Delivery(ctx)
     for folder, raw in parts:
-        where = f"{folder}/{ctx.path_date}.json"
-        try:
-            doc = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise FileRejected("invalid_json", f"{where}: {str(exc).split(':')[0]}", d.read) from None
-        if _has_duplicate_key(raw):
-            raise FileRejected("duplicate_key", f"{where}: an object repeats a key", d.read)
-        if folder in ROLLUP_BY_FOLDER:
-            d.add_rollup(ROLLUP_BY_FOLDER[folder], _points(doc, "rollupDataPoints", where))
-        else:
-            d.add(BY_ID[folder], _points(doc, "dataPoints", where))
+        d.add_document(folder, raw)
     return _assemble(d)
 
 
-def _assemble(d: _Delivery) -> Parsed:
-    value, duplicates = d.unique("value")
+def _rows(d: _Delivery) -> tuple[dict[str, np.ndarray], list[str], int, int]:
+    """The intraday rows (ts, utc, value, source) sorted by civil time then instant, their source labels, the
+    duplicates, and how many active/basal pairs became one row."""
+    s, kept, duplicates = d.unique("value")
+    labels = list(s.labels) if s is not None else []
+    rows = {
+        "ts": s.ts[kept] if s is not None else np.zeros(0, np.int64),
+        "utc": s.utc[kept] if s is not None else np.zeros(0, np.int64),
+        "value": s.value[kept] if s is not None else np.zeros(0),
+        "source": s.source[kept] if s is not None else np.zeros(0, np.int32),
+    }
     merged = 0
     if d.a.name == "calories":
-        basal, more = d.unique("basal")
+        b, bkept, more = d.unique("basal")
         duplicates += more
-        for utc, active in list(value.items()):
-            if utc in basal:
-                active.value += basal[utc].value
-                merged += 1
-            else:  # the total of this minute is unknown
-                d.reject("energy_part_missing", active.raw, active.index, active.ts)
-                del value[utc]
-        value.update({utc: p for utc, p in basal.items() if utc not in value})
-    rows = sorted(value.values(), key=lambda p: (p.ts, p.utc))
-    ts = np.fromiter((p.ts for p in rows), np.int64, len(rows))
-    measures = {m.name: np.full(len(rows), np.nan) for m in d.a.measures}
-    measures["value"] = np.fromiter((p.value for p in rows), np.float64, len(rows))
+        b_utc = b.utc[bkept] if b is not None else np.zeros(0, np.int64)
+        both, ia, ib = np.intersect1d(rows["utc"], b_utc, assume_unique=True, return_indices=True)
+        merged = len(both)
+        alone = np.ones(len(rows["utc"]), dtype=bool)
+        alone[ia] = False
+        for pos in np.nonzero(alone)[0]:  # active energy without basal: the minute's total is unknown
+            i = int(s.index[kept[pos]])
+            d.reject("energy_part_missing", s.raw(i), i, int(rows["ts"][pos]))
+        rows["value"] = rows["value"].copy()
+        rows["value"][ia] += b.value[bkept][ib] if b is not None else 0
+        only = np.ones(len(b_utc), dtype=bool)
+        only[ib] = False
+        if b is not None:
+            offset = len(labels)
+            labels += b.labels
+            extra = {"ts": b.ts, "utc": b.utc, "value": b.value, "source": b.source + offset}
+            keep = ~alone
+            rows = {k: np.concatenate([rows[k][keep], v[bkept][only]]) for k, v in extra.items()}
+        else:
+            rows = {k: v[~alone] for k, v in rows.items()}
+    order = np.lexsort((rows["utc"], rows["ts"]))
+    return {k: v[order] for k, v in rows.items()}, labels, duplicates, merged
+
+
+def _assemble(d: _Delivery) -> Parsed:
+    rows, labels, duplicates, merged = _rows(d)
+    n = len(rows["ts"])
+    measures = {m.name: np.full(n, np.nan) for m in d.a.measures}
+    measures["value"] = rows["value"].astype(np.float64)
     daily: dict[str, Any] | None = None
     findings: list[tuple[str, str]] = []
     key, records = ("resting_heart_rate", d.resting) if d.a.daily == "heart" else ("value", d.totals)
@@ -386,16 +294,21 @@ def _assemble(d: _Delivery) -> Parsed:
     else:  # several records of one day: which one is right is unknown, none is kept
         for _, point in records:
             d.rejects.append(_summary_reject("daily_record_repeated", point, "several daily records for the day"))
-    if daily is not None and key == "value" and rows:
+    if daily is not None and key == "value" and n:
         tolerance = d.ctx.limits.tolerance(d.a.name)
         if abs(float(measures["value"].sum()) - daily["value"]) > tolerance + 1e-9:
             findings.append(("daily_total_mismatch", f"daily total and intraday sum differ by more than {tolerance:g}"))
+    counts = np.bincount(rows["source"], minlength=len(labels)) if n else np.zeros(len(labels), np.int64)
+    per_label: dict[str, int] = {}
+    for label, count in zip(labels, counts.tolist(), strict=True):
+        if count:
+            per_label[label] = per_label.get(label, 0) + count
     assert d.ctx.path_date is not None
     return Parsed(
         date=d.ctx.path_date,
         dataset_type="second" if d.a.name == "heart" else "minute",
         dataset_interval=1,
-        ts=ts,
+        ts=rows["ts"].astype(np.int64),
         measures=measures,
         daily=daily,
         zones=d.zones,
@@ -404,6 +317,6 @@ def _assemble(d: _Delivery) -> Parsed:
         rows_read=d.read - merged,
         rows_rejected=len(d.rejects) - duplicates,
         rows_duplicate=duplicates,
-        ts_utc=np.fromiter((p.utc for p in rows), np.int64, len(rows)),
-        sources="; ".join(f"{label}: {n}" for label, n in sorted(Counter(p.source for p in rows).items())) or None,
+        ts_utc=rows["utc"].astype(np.int64),
+        sources="; ".join(f"{label}: {n}" for label, n in sorted(per_label.items())) or None,
     )
