@@ -242,6 +242,31 @@ def test_spark_engine_matches_the_local_engine_end_to_end(spark, tmp_path) -> No
         con.close()
 
 
+def test_google_health_deliveries_take_the_same_way_through_spark(spark, tmp_path) -> None:
+    """Deliveries of several documents (Google Health) travel to the executors whole: Spark and the local
+    engine stage, quarantine and load the same."""
+    import shutil
+
+    from .conftest import FIXTURES
+    from .hardening_support import OPEN_GATE
+
+    src = tmp_path / "source"
+    shutil.copytree(FIXTURES / "google-health" / "google-health", src / "google-health")
+    runs = {}
+    for engine in ("local", "spark"):
+        lake, wh = tmp_path / f"lake-{engine}", tmp_path / f"{engine}.duckdb"
+        summary = pipeline.run(str(src), str(lake), str(wh), "rural", workers=2, engine=engine, gate=OPEN_GATE)
+        assert summary.status == "succeeded", summary.message
+        runs[engine] = (summary, lake, wh)
+    (local, lake_l, wh_l), (sparked, lake_s, wh_s) = runs["local"], runs["spark"]
+    rules = dict(local.rules)
+    assert rules["duplicate_source"] == 2 and rules["invalid_json"] == 2
+    _same(_staging(lake_s, sparked.run_id)[1], _staging(lake_l, local.run_id)[1])
+    assert _quarantine(lake_s, sparked.run_id) == _quarantine(lake_l, local.run_id) != {}
+    _same(_warehouse(wh_s, lake_s, sparked.run_id), _warehouse(wh_l, lake_l, local.run_id))
+    assert sparked.as_dict()["totals"] == local.as_dict()["totals"]
+
+
 def test_one_chunk_per_task_and_progress_is_reported(spark, tmp_path) -> None:
     from fitbit_pipeline import spark_engine
 
