@@ -37,9 +37,18 @@ DATA_TYPES: tuple[DataType, ...] = (
     DataType("distance", "distance", "interval", "distance", "value", "millimeters", 1e-6, (0, 1_000_000_000)),
     DataType("floors", "floors", "interval", "floors", "value", "count", 1.0, (0, 1_000_000)),
     DataType(
-        "altitude", "altitude", "interval", "elevation", "value", "gainMillimeters", 1e-3, (-1_000_000_000, 1_000_000_000)
+        "altitude",
+        "altitude",
+        "interval",
+        "elevation",
+        "value",
+        "gainMillimeters",
+        1e-3,
+        (-1_000_000_000, 1_000_000_000),
     ),
-    DataType("active-energy-burned", "activeEnergyBurned", "interval", "calories", "value", "kcal", 1.0, (0, 1_000_000)),
+    DataType(
+        "active-energy-burned", "activeEnergyBurned", "interval", "calories", "value", "kcal", 1.0, (0, 1_000_000)
+    ),
     DataType("basal-energy-burned", "basalEnergyBurned", "interval", "calories", "basal", "kcal", 1.0, None),
 )
 
