@@ -140,13 +140,12 @@ class ParticipantClient:
     # ----------------------------------------------------------------- one request
 
     def _execute(self, request) -> dict:  # noqa: ANN001 - a googleapiclient HttpRequest
-        refreshed = False
+        refreshed = False  # after a 401: a second 401 means the authorisation is gone
         attempt = 0
         while True:
             attempt += 1
-            if not self.credentials.valid:
+            if not self.credentials.valid:  # no access token yet, or it expired: not an answer of the API
                 self._refresh()
-                refreshed = True
             self.budget.acquire()
             self.counters.requests += 1
             request.headers["authorization"] = f"Bearer {self.credentials.token}"
