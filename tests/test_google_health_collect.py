@@ -345,3 +345,28 @@ def test_secrets_manager_references(monkeypatch) -> None:
             resolve(missing, "P-A")
     finally:
         server.stop()
+
+
+def test_orchestration_task_body_raises_after_collecting_the_others(tmp_path) -> None:
+    from fitbit_pipeline import orchestration as orch
+
+    users = {"2001": User("1//refresh-E-t7Yh"), "2002": User("1//refresh-F-m4Qs", always=503)}
+    csv = _participants_csv(
+        tmp_path,
+        [(p, u, _token_file(tmp_path, p, users[u].refresh_token)) for p, u in (("P-E", "2001"), ("P-F", "2002"))],
+    )
+    with MockHealthApi(users) as api:
+        s = _settings(
+            api,
+            google_health_participants=str(csv),
+            fitbit_source=str(tmp_path / "source"),
+            google_health_max_attempts=2,
+            google_health_page_size=5000,
+        )
+        with pytest.raises(orch.CollectFailed, match="1 participant"):
+            orch.collect_google_health(s, since=str(LAST), until=str(LAST))
+        users["2002"].always = None
+        summary = orch.collect_google_health(s, since=str(LAST), until=str(LAST))
+    assert [p["status"] for p in summary["participants"]] == ["ok", "ok"]
+    assert any((tmp_path / "source" / "google-health" / "P-F").rglob("*.json"))
+    json.dumps(summary)  # XCom-sized, JSON-serialisable

@@ -35,7 +35,9 @@ class CollectFailed(RuntimeError):
     """At least one participant failed after retries (the others were collected)."""
 
 
-def collect_google_health(settings: Settings | None = None) -> dict[str, Any]:
+def collect_google_health(
+    settings: Settings | None = None, since: str | None = None, until: str | None = None
+) -> dict[str, Any]:
     """Collect from the Google Health API v4 into the source (GOOGLE_HEALTH_PARTICIPANTS, FITBIT_SOURCE).
 
     Returns the per-participant summary (counts, statuses, error classes: no values, no tokens); raises
@@ -43,7 +45,7 @@ def collect_google_health(settings: Settings | None = None) -> dict[str, Any]:
     """
     from .google_health import collect as gh
 
-    results = gh.run(settings or Settings())
+    results = gh.run(settings or Settings(), since=since, until=until)
     summary = {"participants": [r.as_dict() for r in results]}
     failed = [r.participant_id for r in results if r.status == "failed"]
     if failed:
