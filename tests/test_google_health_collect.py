@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -370,3 +371,53 @@ def test_orchestration_task_body_raises_after_collecting_the_others(tmp_path) ->
     assert [p["status"] for p in summary["participants"]] == ["ok", "ok"]
     assert any((tmp_path / "source" / "google-health" / "P-F").rglob("*.json"))
     json.dumps(summary)  # XCom-sized, JSON-serialisable
+
+
+def test_collect_into_s3_and_again_without_rewrites(tmp_path, monkeypatch) -> None:
+    moto_server = pytest.importorskip("moto.server")
+    pytest.importorskip("s3fs")
+    import boto3
+
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    users = {"1001": User("1//refresh-A-q8Zt")}
+    try:
+        host, port = server.get_host_and_port()
+        for k, v in {
+            "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": "us-east-1",
+        }.items():
+            monkeypatch.setenv(k, v)
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="study-raw")
+        types = (BY_ID["daily-heart-rate-zones"], BY_ID["floors"])
+        with MockHealthApi(users) as api:
+            config = gh.CollectConfig(
+                out="s3://study-raw/exports",
+                client_id=CLIENT_ID,
+                client_secret=CLIENT_SECRET,
+                until=LAST,
+                since=FIRST,
+                endpoint=api.url,
+                token_uri=api.token_uri,
+                data_types=types,
+            )
+            people = [Participant("P-A", "1001", "env:UNUSED")]
+            [first] = gh.collect(people, {"P-A": users["1001"].refresh_token}, config)
+            objects = {o["Key"]: o for o in s3.list_objects_v2(Bucket="study-raw")["Contents"]}
+            time.sleep(1.1)  # LastModified has second resolution: a rewrite would show
+            again = gh.CollectConfig(**{**config.__dict__, "since": None})
+            [second] = gh.collect(people, {"P-A": users["1001"].refresh_token}, again)
+            after = {o["Key"]: o for o in s3.list_objects_v2(Bucket="study-raw")["Contents"]}
+            names = {d.id for d in types}
+            truth = _expected(api, {"P-A": "1001"}, FIRST, LAST)
+            expected = {f"exports/{k}": v for k, v in truth.items() if k.split("/")[2] in names}
+            bodies = {k: json.loads(s3.get_object(Bucket="study-raw", Key=k)["Body"].read()) for k in after}
+    finally:
+        server.stop()
+    assert first.status == second.status == "ok" and first.days_written == len(expected) > 0
+    assert bodies == expected
+    assert second.days_written == 0 and second.days_unchanged > 0
+    assert {k: o["LastModified"] for k, o in after.items()} == {k: o["LastModified"] for k, o in objects.items()}
