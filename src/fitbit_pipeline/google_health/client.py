@@ -119,6 +119,7 @@ class ParticipantClient:
             "health",
             "v4",
             static_discovery=True,
+            cache_discovery=False,
             http=self._http,
             client_options={"api_endpoint": self.endpoint},
         )
