@@ -421,3 +421,22 @@ def test_collect_into_s3_and_again_without_rewrites(tmp_path, monkeypatch) -> No
     assert bodies == expected
     assert second.days_written == 0 and second.days_unchanged > 0
     assert {k: o["LastModified"] for k, o in after.items()} == {k: o["LastModified"] for k, o in objects.items()}
+
+
+def test_a_wrong_client_secret_fails_instead_of_asking_for_consent(tmp_path) -> None:
+    users = {"1001": User("1//refresh-A-q8Zt")}
+    with MockHealthApi(users) as api:
+        config = gh.CollectConfig(
+            out=str(tmp_path / "out"),
+            client_id=CLIENT_ID,
+            client_secret="not-the-secret",
+            until=LAST,
+            since=LAST,
+            endpoint=api.url,
+            token_uri=api.token_uri,
+        )
+        results = gh.collect([Participant("P-A", "1001", "env:UNUSED")], {"P-A": "1//refresh-A-q8Zt"}, config)
+    assert [(r.status, r.error) for r in results] == [
+        ("failed", "RequestFailed: token refresh failed (invalid_client)")
+    ]
+    assert gh.exit_status(results) == 1 and api.requests == []

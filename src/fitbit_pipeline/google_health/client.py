@@ -132,9 +132,11 @@ class ParticipantClient:
             self.credentials.refresh(google_auth_httplib2.Request(httplib2.Http(timeout=self.timeout)))
         except RefreshError as exc:
             data = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], dict) else {}
-            if data.get("error") in ("invalid_grant", "unauthorized_client", "invalid_client"):
-                raise ConsentNeeded(f"token refresh refused ({data['error']})") from None
-            raise RequestFailed("token refresh failed (RefreshError)") from None
+            code = data.get("error")
+            if code == "invalid_grant":  # revoked or expired refresh token: this participant must consent again
+                raise ConsentNeeded("token refresh refused (invalid_grant)") from None
+            known = code if code in ("invalid_client", "unauthorized_client", "invalid_request") else "RefreshError"
+            raise RequestFailed(f"token refresh failed ({known})") from None  # e.g. our client id/secret
         except TransportError:
             raise RequestFailed("token endpoint unreachable (TransportError)") from None
 
