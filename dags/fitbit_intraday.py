@@ -4,6 +4,7 @@ A thin shell over :mod:`fitbit_pipeline.orchestration`; configuration comes from
 environment (see the README), connections ``aws_default`` (Glue mode) and ``redshift_default``.
 Mode: ``FITBIT_EXECUTION_MODE=local`` (default: tasks run the package in the worker) or ``glue``
 (each activity runs as the AWS Glue job ``{GLUE_JOB_PREFIX}_{activity}_processor``).
+``GOOGLE_HEALTH_COLLECT=true`` adds a ``collect`` task first: Google Health API v4 data into the source.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from fitbit_pipeline import orchestration as orch
 MODE = os.environ.get("FITBIT_EXECUTION_MODE", "local")
 SCHEDULE = os.environ.get("FITBIT_DAG_SCHEDULE", "0 0 * * 0")  # Sunday 00:00
 RETRY_DELAY = timedelta(seconds=float(os.environ.get("FITBIT_DAG_RETRY_DELAY_S", "120")))
+# Google Health API v4: a collect task before detect_new_files (read at parse time; no credentials needed to parse).
+COLLECT = os.environ.get("GOOGLE_HEALTH_COLLECT", "false").strip().lower() in ("1", "true", "yes", "on")
 
 
 def on_failure(context: dict[str, Any]) -> None:
@@ -97,7 +100,15 @@ def fitbit_intraday() -> None:
             raise AirflowFailException(summary["message"] or summary["status"])
         return sent
 
-    plan = detect_new_files()
+    @task(execution_timeout=timedelta(hours=6), retries=1)
+    def collect() -> dict[str, Any]:
+        return orch.collect_google_health()
+
+    if COLLECT:  # a failed participant fails (and notifies) collect; what was collected is still loaded
+        plan = detect_new_files.override(trigger_rule=TriggerRule.ALL_DONE)()
+        collect() >> plan
+    else:
+        plan = detect_new_files()
     with TaskGroup("activities") as activities:
         for name in orch.ACTIVITY_NAMES:
             if MODE == "glue":

@@ -95,6 +95,19 @@ def test_dagbag_imports_cleanly_with_the_expected_shape() -> None:
     assert all(t.on_failure_callback for t in dag.tasks)
 
 
+def test_google_health_collect_task_only_when_enabled_and_parses_without_credentials() -> None:
+    bag, caught = dagbag({"GOOGLE_HEALTH_COLLECT": "true"})  # no client id, secret or participants file
+    assert bag.import_errors == {} and caught == []
+    tasks = {t.task_id: t for t in bag.dags["fitbit_intraday"].tasks}
+    assert tasks["collect"].upstream_task_ids == set()
+    assert tasks["detect_new_files"].upstream_task_ids == {"collect"}
+    assert tasks["detect_new_files"].trigger_rule == "all_done"  # a failed participant does not stop the load
+    assert tasks["collect"].on_failure_callback
+    off, _ = dagbag({"GOOGLE_HEALTH_COLLECT": "false"})
+    off_tasks = {t.task_id: t for t in off.dags["fitbit_intraday"].tasks}
+    assert "collect" not in off_tasks and off_tasks["detect_new_files"].trigger_rule == "all_success"
+
+
 def test_glue_mode_renders_one_glue_job_per_activity() -> None:
     bag, _ = dagbag(
         {

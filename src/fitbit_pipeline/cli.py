@@ -499,16 +499,27 @@ def sample_data(
     start: Annotated[str, typer.Option(help="First day, YYYY-MM-DD")] = "2024-03-04",
     hr_seconds: Annotated[bool, typer.Option("--hr-seconds", help="Heart rate at second detail")] = False,
     layout: Annotated[
-        str, typer.Option(help="by-participant-and-date | mydatahelps | careevolution")
+        str, typer.Option(help="by-participant-and-date | mydatahelps | careevolution | google-health")
     ] = "by-participant-and-date",
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same bytes)")] = 42,
 ) -> None:
     """Write a realistic synthetic dataset whose daily totals agree with the intraday rows."""
-    from .sample_data import LAYOUTS, generate
+    from .sample_data import ALL_LAYOUTS, GOOGLE_HEALTH, generate, generate_google_health
 
-    if layout not in LAYOUTS:
-        err.print(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    if layout not in ALL_LAYOUTS:
+        err.print(f"unknown layout {layout!r}; choose one of {', '.join(ALL_LAYOUTS)}")
         raise typer.Exit(2)
+    if layout == GOOGLE_HEALTH:
+        files = generate_google_health(
+            out,
+            participants=participants,
+            days=days,
+            start=dt.date.fromisoformat(start),
+            seed=seed,
+            hr_step=1 if hr_seconds else 60,
+        )
+        console.print(f"Wrote {len(files)} Google Health API v4 documents to {out}")
+        return
     truth = generate(
         out,
         participants=participants,
@@ -522,6 +533,75 @@ def sample_data(
     console.print(
         f"Wrote {len(truth.files)} files ({len(truth.days)} participant-day-activities, {rows} intraday rows) to {out}"
     )
+
+
+@app.command("collect")
+@_guard
+def collect(
+    participants: Annotated[
+        str | None,
+        typer.Option(
+            "--participants", help="CSV participant_id,health_user_id,refresh_token [GOOGLE_HEALTH_PARTICIPANTS]"
+        ),
+    ] = None,
+    out: Annotated[str | None, typer.Option("--out", help="Folder or URI to write into [FITBIT_SOURCE]")] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="First civil day, YYYY-MM-DD (default: the high-water day)")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Last civil day, inclusive (default: today, UTC)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Also print one JSON line per participant on stdout")] = False,
+) -> None:
+    """Fetch Google Health API v4 data points into <out>/google-health/<participant>/<data-type>/<day>.json.
+
+    Exit 0 when every participant was collected or needs consent again, 1 when any failed, 2 on a
+    configuration error (settings, participants file, token references).
+    """
+    from .google_health import collect as gh
+
+    s = _load_settings()
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    ) as bar:
+        task = bar.add_task("collect", total=None)
+        results = gh.run(
+            s,
+            participants=participants,
+            out=out,
+            since=since,
+            until=until,
+            on_start=lambda total: bar.update(task, total=total),
+            progress=lambda pid, dtype: bar.update(task, advance=1, description=f"{escape(pid)} {dtype}"),
+        )
+    table = Table(title="Google Health collect", box=box.SIMPLE)
+    for col in ("participant", "status", "days written", "unchanged", "points", "requests", "retries", "error"):
+        table.add_column(col, justify="right" if col not in ("participant", "status", "error") else "left")
+    style = {"ok": "green", "consent_needed": "yellow", "failed": "red"}
+    for r in results:
+        table.add_row(
+            escape(r.participant_id),
+            f"[{style[r.status]}]{r.status}[/]",
+            str(r.days_written),
+            str(r.days_unchanged),
+            str(r.points),
+            str(r.requests),
+            str(r.retries),
+            escape(r.error or ""),
+        )
+    err.print(table)
+    if as_json:
+        for r in results:
+            print(json.dumps(r.as_dict(), separators=(",", ":")))
+    code = gh.exit_status(results)
+    if code:
+        raise typer.Exit(code)
 
 
 glue_app = typer.Typer(no_args_is_help=True, help="AWS Glue: the Spark transform as one Glue job per activity.")

@@ -31,6 +31,28 @@ def _warehouse(s: Settings):  # noqa: ANN202 - a context manager of the configur
     return open_warehouse(s.warehouse_target(), s.redshift_schema)
 
 
+class CollectFailed(RuntimeError):
+    """At least one participant failed after retries (the others were collected)."""
+
+
+def collect_google_health(
+    settings: Settings | None = None, since: str | None = None, until: str | None = None
+) -> dict[str, Any]:
+    """Collect from the Google Health API v4 into the source (GOOGLE_HEALTH_PARTICIPANTS, FITBIT_SOURCE).
+
+    Returns the per-participant summary (counts, statuses, error classes: no values, no tokens); raises
+    :class:`CollectFailed` when a participant failed for a reason other than consent, after writing the others.
+    """
+    from .google_health import collect as gh
+
+    results = gh.run(settings or Settings(), since=since, until=until)
+    summary = {"participants": [r.as_dict() for r in results]}
+    failed = [r.participant_id for r in results if r.status == "failed"]
+    if failed:
+        raise CollectFailed(f"collect failed for {len(failed)} participant(s): {', '.join(failed)}")
+    return summary
+
+
 def detect_new_files(settings: Settings | None = None) -> dict[str, Any]:
     """Plan the run from the ledger. An empty result means nothing is new (the DAG short-circuits).
 

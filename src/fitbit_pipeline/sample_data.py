@@ -31,10 +31,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import orjson
 
-__all__ = ["ACTIVITIES", "LAYOUTS", "DayTruth", "SampleTruth", "generate"]
+__all__ = ["ACTIVITIES", "ALL_LAYOUTS", "GOOGLE_HEALTH", "LAYOUTS", "DayTruth", "SampleTruth", "generate"]
 
 ACTIVITIES = ("heart", "calories", "steps", "elevation", "distance", "floors")
-LAYOUTS = ("by-participant-and-date", "mydatahelps", "careevolution")
+LAYOUTS = ("by-participant-and-date", "mydatahelps", "careevolution")  # Fitbit Web API exports
+# Google Health API v4 documents, as `fitbit-pipeline collect` writes them (google_health/sample.py). Kept
+# out of LAYOUTS: those are Web API layouts with a SampleTruth of Web API rows.
+GOOGLE_HEALTH = "google-health"
+ALL_LAYOUTS = (*LAYOUTS, GOOGLE_HEALTH)
 
 # Float activities are written with a fixed number of decimals (trailing zeros dropped);
 # truths are computed from the same scaled integers, so they match the JSON exactly.
@@ -542,8 +546,10 @@ def generate(
 
     ``participant_ids`` (if given) replaces the generated ids and sets the participant count.
     """
+    if layout == GOOGLE_HEALTH:
+        raise ValueError("the google-health layout is written by generate_google_health")
     if layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}; known: {', '.join(LAYOUTS)}")
+        raise ValueError(f"unknown layout {layout!r}; known: {', '.join(ALL_LAYOUTS)}")
     if days < 1:
         raise ValueError("days must be at least 1")
     if participant_ids is None and participants < 0:
@@ -563,6 +569,25 @@ def generate(
     else:
         _collect(map(_run_participant, jobs), truth, out, to_zip, seed, start, days)
     return truth
+
+
+def generate_google_health(
+    out_dir: str | os.PathLike,
+    *,
+    participants: int = 3,
+    days: int = 7,
+    start: datetime.date = datetime.date(2026, 11, 1),
+    seed: int = 42,
+    hr_step: int = 1,
+    participant_ids: list[str] | None = None,
+) -> list[pathlib.Path]:
+    """Google Health API v4 documents in the collector's layout (see :mod:`fitbit_pipeline.google_health.sample`)."""
+    from .google_health import sample as gh_sample
+
+    if days < 1:
+        raise ValueError("days must be at least 1")
+    ids = _check_ids(participant_ids) if participant_ids is not None else _make_ids(GOOGLE_HEALTH, participants, seed)
+    return gh_sample.generate(out_dir, ids, start, days, seed=seed, hr_step=hr_step)
 
 
 def _collect(results, truth: SampleTruth, out: pathlib.Path, to_zip: bool, seed, start, days) -> None:

@@ -90,6 +90,23 @@ class Settings(BaseSettings):
     fitbit_notify_sns_topic_arn: str | None = Field(None, description="Amazon SNS topic ARN")
     fitbit_notify_on_success: bool = Field(False, description="also notify successful runs")
 
+    # Google Health API v4 collector (`fitbit-pipeline collect`; tokens live in the participants file's references).
+    google_health_client_id: str | None = Field(None, description="OAuth 2 client id of the Google Health API app")
+    google_health_client_secret: SecretStr | None = Field(None, description="OAuth 2 client secret")
+    google_health_api_endpoint: str = Field("https://health.googleapis.com/", description="Google Health API root URL")
+    google_oauth_token_uri: str = Field("https://oauth2.googleapis.com/token", description="OAuth 2 token endpoint")
+    google_health_collect: bool = Field(False, description="Airflow: run the collect task before detect_new_files")
+    google_health_participants: str | None = Field(
+        None, description="participants CSV (participant_id,health_user_id,refresh_token reference): path or URI"
+    )
+    google_health_page_size: int = Field(10_000, ge=1, le=10_000, description="data points per list page")
+    google_health_requests_per_minute: int = Field(
+        300, ge=1, description="request budget per user and minute (the API's default quota)"
+    )
+    google_health_max_attempts: int = Field(6, ge=1, description="attempts per request (429, 5xx, connection errors)")
+    google_health_retry_base_seconds: float = Field(1.0, ge=0, description="first backoff step (doubles, jittered)")
+    google_health_retry_max_seconds: float = Field(60.0, ge=0, description="longest backoff step (Retry-After wins)")
+
     def source_uri(self) -> str:
         if self.fitbit_source_bucket:
             return _s3(self.fitbit_source_bucket, self.fitbit_source_prefix)
