@@ -20,12 +20,14 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from fitbit_pipeline.google_health.datatypes import BY_ID, CIVIL_FILTER_MEMBER
-from fitbit_pipeline.google_health.sample import day_points
+from fitbit_pipeline.google_health.datatypes import BY_ID, CIVIL_FILTER_MEMBER, ROLLUPS
+from fitbit_pipeline.google_health.sample import day_points, rollup_point
 
 CLIENT_ID = "test-client.apps.example"
 CLIENT_SECRET = "client-secret-Zq81xv"
 _PATH = re.compile(r"^/v4/users/([^/]+)/dataTypes/([^/]+)/dataPoints$")
+_ROLLUP = re.compile(r"^/v4/users/([^/]+)/dataTypes/([^/]+)/dataPoints:dailyRollUp$")
+_ROLLUP_BY_TYPE = {r.data_type: r for r in ROLLUPS}
 _FILTER = re.compile(r'^([a-z_]+)\.([a-z_.]+) >= "(\d{4}-\d{2}-\d{2})" AND \1\.\2 < "(\d{4}-\d{2}-\d{2})"$')
 
 
@@ -114,8 +116,10 @@ class MockHealthApi:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def do_POST(self) -> None:  # noqa: N802 - the token endpoint
+            def do_POST(self) -> None:  # noqa: N802 - the token endpoint and dataPoints:dailyRollUp
                 length = int(self.headers.get("Content-Length", "0"))
+                if _ROLLUP.match(urlsplit(self.path).path):
+                    return self._roll_up(json.loads(self.rfile.read(length) or b"{}"))
                 form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
                 if urlsplit(self.path).path != "/token" or form.get("grant_type") != "refresh_token":
                     return self._send(400, {"error": "unsupported_grant_type"})
@@ -172,6 +176,40 @@ class MockHealthApi:
                 if offset + size < len(points):
                     body["nextPageToken"] = base64.urlsafe_b64encode(str(offset + size).encode()).decode()
                 self._send(200, body)
+
+            def _roll_up(self, body: dict) -> None:
+                """One window a day of the truth's points, summed as the API reconciles them (sample.rollup_point)."""
+                m = _ROLLUP.match(urlsplit(self.path).path)
+                assert m is not None
+                user, data_type = m.group(1), m.group(2)
+                r = _ROLLUP_BY_TYPE.get(data_type)
+                try:
+                    first, end = (dt.date(**body["range"][k]["date"]) for k in ("start", "end"))
+                    ok = r is not None and body.get("windowSizeDays", 1) == 1 and (end - first).days <= 14
+                except (KeyError, TypeError, ValueError):
+                    first = end = dt.date.min
+                    ok = False
+                auth = self.headers.get("Authorization", "")
+                with api._lock:
+                    status, retry_after = self._decide(user, auth.removeprefix("Bearer "), ok)
+                    page_token = body.get("pageToken")
+                    api.requests.append(
+                        Request(
+                            user, f"{data_type}:dailyRollUp", first, end, page_token, status, time.monotonic(), auth
+                        )
+                    )
+                if status != 200:
+                    headers = {"Retry-After": retry_after} if retry_after is not None else {}
+                    return self._send(status, {"error": {"code": status, "message": "ERROR"}}, headers)
+                assert r is not None
+                days = [first + dt.timedelta(days=i) for i in range((end - first).days)]
+                points = [p for d in days if (p := rollup_point(api.seed, user, r, d, hr_step=api.hr_step))]
+                size = int(body.get("pageSize", 14))
+                offset = int(page_token or 0)
+                out: dict = {"rollupDataPoints": points[offset : offset + size]}
+                if offset + size < len(points):
+                    out["nextPageToken"] = str(offset + size)
+                self._send(200, out)
 
             def _decide(self, user: str, token: str, ok_filter: bool) -> tuple[int, str | None]:
                 u = api.users.get(user)

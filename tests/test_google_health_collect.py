@@ -18,7 +18,8 @@ from fitbit_pipeline.cli import app
 from fitbit_pipeline.errors import ConfigError
 from fitbit_pipeline.google_health import collect as gh
 from fitbit_pipeline.google_health.client import RetryPolicy
-from fitbit_pipeline.google_health.datatypes import BY_ID, DATA_TYPES
+from fitbit_pipeline.google_health.datatypes import BY_ID, DATA_TYPES, ROLLUPS
+from fitbit_pipeline.google_health.sample import rollup_point
 from fitbit_pipeline.google_health.tokens import Participant, load_participants, resolve
 from fitbit_pipeline.settings import Settings
 
@@ -71,6 +72,13 @@ def _expected(api: MockHealthApi, people: dict[str, str], first: dt.date, last: 
                 if points:
                     docs[f"google-health/{pid}/{d.id}/{day.isoformat()}.json"] = {"dataPoints": points}
                 day += dt.timedelta(days=1)
+        for r in ROLLUPS:  # the API's daily roll-ups, one window a day
+            day = first
+            while day <= last:
+                point = rollup_point(api.seed, user, r, day, hr_step=api.hr_step)
+                if point is not None:
+                    docs[f"google-health/{pid}/{r.folder}/{day.isoformat()}.json"] = {"rollupDataPoints": [point]}
+                day += dt.timedelta(days=1)
     return docs
 
 
@@ -121,7 +129,7 @@ def test_collect_writes_the_truth_per_day_and_isolates_participants(study, caplo
     # P-C never reached the API; P-D was refused once, refreshed, refused again, and left alone
     assert api.api_requests("1003") == [] and by_pid["P-C"].error and "invalid_grant" in by_pid["P-C"].error
     assert [r.status for r in api.api_requests("1004")] == [401, 401] and by_pid["P-D"].refreshes == 2
-    days = sum(len(v["dataPoints"]) for k, v in _documents(out).items() if "/P-A/" in k)
+    days = sum(len(v.get("dataPoints", v.get("rollupDataPoints"))) for k, v in _documents(out).items() if "/P-A/" in k)
     assert by_pid["P-A"].points == days and by_pid["P-A"].days_written == sum(
         1 for k in _documents(out) if "/P-A/" in k
     )
@@ -393,6 +401,7 @@ def test_collect_into_s3_and_again_without_rewrites(tmp_path, monkeypatch) -> No
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket="study-raw")
         types = (BY_ID["daily-heart-rate-zones"], BY_ID["floors"])
+        rollups = tuple(r for r in ROLLUPS if r.data_type == "floors")
         with MockHealthApi(users) as api:
             config = gh.CollectConfig(
                 out="s3://study-raw/exports",
@@ -403,6 +412,7 @@ def test_collect_into_s3_and_again_without_rewrites(tmp_path, monkeypatch) -> No
                 endpoint=api.url,
                 token_uri=api.token_uri,
                 data_types=types,
+                rollups=rollups,
             )
             people = [Participant("P-A", "1001", "env:UNUSED")]
             [first] = gh.collect(people, {"P-A": users["1001"].refresh_token}, config)
@@ -411,7 +421,7 @@ def test_collect_into_s3_and_again_without_rewrites(tmp_path, monkeypatch) -> No
             again = gh.CollectConfig(**{**config.__dict__, "since": None})
             [second] = gh.collect(people, {"P-A": users["1001"].refresh_token}, again)
             after = {o["Key"]: o for o in s3.list_objects_v2(Bucket="study-raw")["Contents"]}
-            names = {d.id for d in types}
+            names = {d.id for d in types} | {r.folder for r in rollups}
             truth = _expected(api, {"P-A": "1001"}, FIRST, LAST)
             expected = {f"exports/{k}": v for k, v in truth.items() if k.split("/")[2] in names}
             bodies = {k: json.loads(s3.get_object(Bucket="study-raw", Key=k)["Body"].read()) for k in after}

@@ -369,6 +369,7 @@ def _variants() -> list[tuple[str, str, bytes]]:
         "count above the plausible range": lambda p: p["steps"].update(count="301"),
         "no data source": lambda p: p.pop("dataSource"),
         "empty device name": lambda p: p["dataSource"]["device"].update(displayName=""),
+        "phone listed first": lambda p: p["dataSource"]["device"].update(formFactor="PHONE", displayName="Pixel 8"),
         "midnight, time omitted": lambda p: (
             p["steps"]["interval"]["civilStartTime"].pop("time"),
             p["steps"]["interval"].update(startTime="2026-11-02T06:00:00Z", endTime="2026-11-02T06:01:00Z"),
@@ -402,3 +403,16 @@ def test_the_columnar_way_gives_what_the_general_way_gives(folder: str, case: st
         return
     assert columnar is not None, "a regular document must take the columnar way"
     assert _series(columnar) == _series(general)
+
+
+def test_the_wearable_wins_a_minute_whichever_point_is_listed_first() -> None:
+    from fitbit_pipeline.google_health.reader import parse_delivery
+
+    doc = json.loads(_doc("p01/steps/2026-11-02.json"))
+    doc["dataPoints"][0], doc["dataPoints"][1] = doc["dataPoints"][1], doc["dataPoints"][0]  # the phone first
+    for raw in (json.dumps(doc).encode(), json.dumps(doc, indent=2).replace('"87"', "87").encode()):  # both ways
+        p = parse_delivery([("steps", raw)], _ctx("steps"))
+        assert p.measures["value"].tolist()[0] == 87
+        [dup] = [r for r in p.rejects if r["rule_id"] == "duplicate_source"]
+        assert dup["row_index"] == 0 and '"PHONE"' in dup["raw_value"]
+        assert p.sources == "FITBIT/FITNESS_BAND/Charge 6: 2"

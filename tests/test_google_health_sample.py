@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from fitbit_pipeline.cli import app
-from fitbit_pipeline.google_health.datatypes import BY_ID, DATA_TYPES
-from fitbit_pipeline.google_health.sample import ZONE, day_points, point_day
+from fitbit_pipeline.google_health.datatypes import BY_ID, DATA_TYPES, ROLLUPS
+from fitbit_pipeline.google_health.sample import ZONE, day_points, point_day, rollup_point
 
 DST_END, DST_START, PLAIN = dt.date(2026, 11, 1), dt.date(2026, 3, 8), dt.date(2026, 11, 3)
 ZI = ZoneInfo(ZONE)
@@ -112,8 +112,39 @@ def test_sample_data_cli_writes_the_collector_layout(tmp_path) -> None:
     files = sorted(out.rglob("*.json"))
     pids = {f.relative_to(out).parts[1] for f in files}
     assert len(pids) == 2 and all(f.relative_to(out).parts[0] == "google-health" for f in files)
+    rollups = {r.folder: r for r in ROLLUPS}
     for f in files:
         _, pid, dtype, name = f.relative_to(out).parts
         day = dt.date.fromisoformat(name.removesuffix(".json"))
-        assert json.loads(f.read_bytes()) == {"dataPoints": day_points(9, pid, dtype, day, hr_step=60)}
-    assert {f.relative_to(out).parts[2] for f in files} == {d.id for d in DATA_TYPES}
+        if dtype in rollups:
+            expected = {"rollupDataPoints": [rollup_point(9, pid, rollups[dtype], day, hr_step=60)]}
+        else:
+            expected = {"dataPoints": day_points(9, pid, dtype, day, hr_step=60)}
+        assert json.loads(f.read_bytes()) == expected
+    assert {f.relative_to(out).parts[2] for f in files} == {d.id for d in DATA_TYPES} | set(rollups)
+
+
+def test_a_daily_roll_up_is_the_reconciled_sum_of_the_day() -> None:
+    """One source a minute (the tracker's, where a phone reports the same minute), summed; total calories are
+    active plus basal energy."""
+    steps = next(r for r in ROLLUPS if r.data_type == "steps")
+    points = day_points(11, "P1", "steps", PLAIN)
+    minutes: dict[str, int] = {}
+    for p in points:
+        if p["dataSource"]["device"]["formFactor"] != "PHONE":
+            minutes[p["steps"]["interval"]["startTime"]] = int(p["steps"]["count"])
+    phone_only = {
+        p["steps"]["interval"]["startTime"]: int(p["steps"]["count"])
+        for p in points
+        if p["steps"]["interval"]["startTime"] not in minutes
+    }
+    rolled = rollup_point(11, "P1", steps, PLAIN)
+    assert rolled["steps"]["countSum"] == str(sum(minutes.values()) + sum(phone_only.values()))
+    assert rolled["civilStartTime"]["date"] == {"year": 2026, "month": 11, "day": 3}
+    total = next(r for r in ROLLUPS if r.data_type == "total-calories")
+    energy = sum(
+        p[f]["kcal"]
+        for t, f in (("active-energy-burned", "activeEnergyBurned"), ("basal-energy-burned", "basalEnergyBurned"))
+        for p in day_points(11, "P1", t, PLAIN)
+    )
+    assert rollup_point(11, "P1", total, PLAIN)["totalCalories"]["kcalSum"] == pytest.approx(energy)

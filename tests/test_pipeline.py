@@ -63,9 +63,7 @@ def test_generated_data_end_to_end_matches_truth(env) -> None:
             assert len(got) == 1 and float(got[0][0]) == pytest.approx(float(d.daily_value))
     # The production lake holds the same rows as the warehouse, partitioned by date.
     for name in INTRADAY:
-        lake_n = duckdb.sql(
-            f"SELECT COUNT(*) FROM {read_lake(env.lake, name)}"
-        ).fetchall()[0][0]
+        lake_n = duckdb.sql(f"SELECT COUNT(*) FROM {read_lake(env.lake, name)}").fetchall()[0][0]
         assert lake_n == env.sql(f"SELECT COUNT(*) FROM rural.{name}")[0][0]
     partitions = {os.path.basename(os.path.dirname(f)) for f in lake_files(env.lake, "intraday_steps")}
     assert sorted(partitions) == [f"date={d}" for d in sorted({x.date.isoformat() for x in truth.days})]

@@ -31,10 +31,12 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
 from ..errors import SafeError
-from .datatypes import CIVIL_FILTER_MEMBER, DataType
+from .datatypes import CIVIL_FILTER_MEMBER, DataType, RollUp
 
 DEFAULT_ENDPOINT = "https://health.googleapis.com/"
 DEFAULT_TOKEN_URI = "https://oauth2.googleapis.com/token"
+
+ROLLUP_PAGE_SIZE = 14  # the largest page of every roll-up type (total-calories allows no more)
 
 
 class ConsentNeeded(SafeError):
@@ -197,6 +199,29 @@ class ParticipantClient:
             token = page.get("nextPageToken") or None
             if not token:
                 return
+
+    def roll_up(self, r: RollUp, first: dt.date, end: dt.date) -> Iterator[dict]:
+        """The daily roll-ups of ``r`` for the civil days ``first`` <= day < ``end`` (``dataPoints:dailyRollUp``,
+        one window a day; at most 14 days a request for total calories, 90 for the others), page after page."""
+        points = self._service.users().dataTypes().dataPoints()
+        token: str | None = None
+        while True:
+            body: dict = {"range": {"start": _civil_day(first), "end": _civil_day(end)}, "windowSizeDays": 1}
+            body["pageSize"] = ROLLUP_PAGE_SIZE
+            if token:
+                body["pageToken"] = token
+            page = self._execute(
+                points.dailyRollUp(parent=f"users/{self.health_user_id}/dataTypes/{r.data_type}", body=body)
+            )
+            self.counters.pages += 1
+            yield from page.get("rollupDataPoints", [])
+            token = page.get("nextPageToken") or None
+            if not token:
+                return
+
+
+def _civil_day(day: dt.date) -> dict:
+    return {"date": {"year": day.year, "month": day.month, "day": day.day}}
 
 
 def _retry_after(value: str | None) -> float | None:

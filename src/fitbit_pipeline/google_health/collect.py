@@ -45,7 +45,7 @@ from .client import (
     RetryPolicy,
     credentials,
 )
-from .datatypes import DATA_TYPES, DataType, Shape
+from .datatypes import DATA_TYPES, ROLLUPS, DataType, RollUp, Shape
 from .sample import LAYOUT, document_bytes, point_day
 from .tokens import Participant
 
@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 DEFAULT_BACKFILL_DAYS = 30
 # Days per dataPoints.list query: bounds the points held in memory (second-level heart rate: ~86k a day).
 WINDOW_DAYS: dict[Shape, int] = {"sample": 1, "interval": 7, "daily": 31}
+ROLLUP_WINDOW_DAYS = 14  # dataPoints:dailyRollUp of total calories covers at most 14 days a request
 _DOC_NAME = re.compile(r"^(\d{4}-\d{2}-\d{2})\.json$")
 
 Progress = Callable[[str, str], None]  # (participant_id, data_type id) done
@@ -77,6 +78,7 @@ class CollectConfig:
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     timeout_seconds: float = 60.0
     data_types: tuple[DataType, ...] = DATA_TYPES
+    rollups: tuple[RollUp, ...] = ROLLUPS
 
 
 @dataclass
@@ -86,6 +88,7 @@ class ParticipantResult:
     days_written: int = 0
     days_unchanged: int = 0
     points: int = 0
+    points_outside: int = 0  # points the API returned outside the requested days (none expected): not written
     requests: int = 0
     retries: int = 0
     refreshes: int = 0
@@ -148,29 +151,49 @@ def _collect_type(
     fs: fsspec.AbstractFileSystem,
     root: str,
     participant_id: str,
-    d: DataType,
+    d: DataType | RollUp,
     config: CollectConfig,
     result: ParticipantResult,
 ) -> None:
-    start = first_day(config, high_water(fs, root, participant_id, d.id))
+    """One data type (``dataPoints.list``) or one daily roll-up (``dataPoints:dailyRollUp``), window by window
+    from its high-water day, one document per civil day."""
+    folder = d.id if isinstance(d, DataType) else d.folder
+    start = first_day(config, high_water(fs, root, participant_id, folder))
     stop = config.until + dt.timedelta(days=1)  # exclusive
-    window = dt.timedelta(days=WINDOW_DAYS[d.shape])
+    window = dt.timedelta(days=WINDOW_DAYS[d.shape] if isinstance(d, DataType) else ROLLUP_WINDOW_DAYS)
     while start < stop:
         end = min(start + window, stop)
         by_day: dict[dt.date, list[dict]] = {}
-        for point in client.list_points(d, start, end, config.page_size):
-            day = point_day(point, d)
-            if start <= day < end:  # the filter should guarantee it; a stray point never lands in another window
+        if isinstance(d, DataType):
+            pages, key = (
+                ((p, point_day(p, d)) for p in client.list_points(d, start, end, config.page_size)),
+                "dataPoints",
+            )
+        else:
+            pages, key = ((p, rollup_day(p)) for p in client.roll_up(d, start, end)), "rollupDataPoints"
+        for point, day in pages:
+            if day is not None and start <= day < end:  # the request guarantees it; no stray point moves windows
                 by_day.setdefault(day, []).append(point)
+            else:
+                result.points_outside += 1
         for day in sorted(by_day):
             points = by_day[day]
-            path = posixpath.join(root, LAYOUT, participant_id, d.id, f"{day.isoformat()}.json")
-            if write_document(fs, path, document_bytes(points)):
+            path = posixpath.join(root, LAYOUT, participant_id, folder, f"{day.isoformat()}.json")
+            if write_document(fs, path, document_bytes(points, key)):
                 result.days_written += 1
             else:
                 result.days_unchanged += 1
             result.points += len(points)
         start = end
+
+
+def rollup_day(point: dict) -> dt.date | None:
+    """The civil day of a daily roll-up window (``civilStartTime.date``)."""
+    try:
+        date = point["civilStartTime"]["date"]
+        return dt.date(date["year"], date["month"], date["day"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def collect_participant(
@@ -196,16 +219,23 @@ def collect_participant(
             sleep=sleep,
             rng=random.Random(),
         )
-        for d in config.data_types:
+        for d in (*config.data_types, *config.rollups):
             _collect_type(client, fs, root, participant.participant_id, d, config, result)
             if progress:
-                progress(participant.participant_id, d.id)
+                progress(participant.participant_id, d.id if isinstance(d, DataType) else d.folder)
     except ConsentNeeded as exc:
         result.status, result.error = "consent_needed", f"{type(exc).__name__}: {exc}"
     except SafeError as exc:
         result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
     except Exception as exc:  # noqa: BLE001 - one participant's failure must not stop the others
         result.status, result.error = "failed", type(exc).__name__
+    if result.points_outside:
+        log.warning(
+            "collect %s: the API returned %d points outside the requested days (not written; the day they belong "
+            "to is collected by its own request)",
+            result.participant_id,
+            result.points_outside,
+        )
     if client is not None:
         c = client.counters
         result.requests, result.retries, result.refreshes = c.requests, c.retries, c.refreshes

@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from .datatypes import BY_ID, DATA_TYPES, DataType
+from .datatypes import BY_ID, DATA_TYPES, ROLLUPS, DataType, RollUp
 
 ZONE = "America/Chicago"
 LAYOUT = "google-health"
@@ -46,9 +46,10 @@ def document_path(participant_id: str, data_type: str, day: dt.date) -> str:
     return f"{LAYOUT}/{participant_id}/{data_type}/{day.isoformat()}.json"
 
 
-def document_bytes(points: list[dict]) -> bytes:
-    """The bytes of one document: ``{"dataPoints": [...]}``, compact, keys in the order received."""
-    return orjson.dumps({"dataPoints": points})
+def document_bytes(points: list[dict], key: str = "dataPoints") -> bytes:
+    """The bytes of one document: ``{"dataPoints": [...]}`` (``rollupDataPoints`` for a daily roll-up), compact,
+    keys in the order received."""
+    return orjson.dumps({key: points})
 
 
 # --------------------------------------------------------------------------- time helpers
@@ -277,6 +278,28 @@ def day_points(seed: int, participant_id: str, data_type: str, day: dt.date, *, 
     return _stable_descending(points, d)
 
 
+def rollup_point(seed: int, participant_id: str, r: RollUp, day: dt.date, *, hr_step: int = 1) -> dict | None:
+    """The day's ``DailyRollupDataPoint`` as the API reconciles it: per minute one source (the wearable's),
+    summed; total calories are active plus basal energy. None for a day without points."""
+    types = ("active-energy-burned", "basal-energy-burned") if r.data_type == "total-calories" else (r.data_type,)
+    total, seen = 0.0, False
+    for type_id in types:
+        d = BY_ID[type_id]
+        per_minute: dict[str, tuple[int, float]] = {}
+        for point in day_points(seed, participant_id, type_id, day, hr_step=hr_step):
+            seen = True
+            value = point[d.field]
+            rank = 1 if point["dataSource"].get("device", {}).get("formFactor") == "PHONE" else 0
+            start = value["interval"]["startTime"]
+            if start not in per_minute or rank < per_minute[start][0]:
+                per_minute[start] = (rank, float(value[d.value_key or ""]))
+        total += sum(v for _, v in per_minute.values())
+    if not seen:
+        return None
+    window = {"civilStartTime": {"date": _date(day)}, "civilEndTime": {"date": _date(day + dt.timedelta(days=1))}}
+    return {**window, r.field: {r.value_key: total if r.value_key == "kcalSum" else str(round(total))}}
+
+
 def _stable_descending(points: list[dict], d: DataType) -> list[dict]:
     """Newest first; points of the same start keep their generated order (tracker before phone)."""
     if d.shape != "interval":
@@ -321,10 +344,21 @@ def generate(
                 points = day_points(seed, pid, d.id, day, hr_step=hr_step)
                 if not points:
                     continue
-                path = pathlib.Path(out_dir, document_path(pid, d.id, day))
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(f".{path.name}.tmp")
-                tmp.write_bytes(document_bytes(points))
-                os.replace(tmp, path)
-                written.append(path)
+                written.append(_write(out_dir, document_path(pid, d.id, day), document_bytes(points)))
+        for r in ROLLUPS:
+            for i in range(days):
+                day = start + dt.timedelta(days=i)
+                point = rollup_point(seed, pid, r, day, hr_step=hr_step)
+                if point is not None:
+                    data = document_bytes([point], "rollupDataPoints")
+                    written.append(_write(out_dir, document_path(pid, r.folder, day), data))
     return written
+
+
+def _write(out_dir: str | os.PathLike, rel: str, data: bytes) -> pathlib.Path:
+    path = pathlib.Path(out_dir, rel)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return path
