@@ -2,9 +2,10 @@
 
 A day of second-level heart rate is ~86 000 points and ~35 MB of JSON; building a Python object per point
 costs seconds, this way a few hundred milliseconds. The document is read with an explicit schema of the
-fields the pipeline uses (others are ignored), then :data:`.points.CHECKS` run on whole columns in the
-same order as :func:`.points.read_points`. Whatever this way does not fully recognise returns ``None`` and the
-document is read the general way: a field of another JSON type, an instant or offset not in the API's
+fields the pipeline uses (the others are read too, so that a repeated key anywhere is noticed), then
+:data:`.points.CHECKS` run on whole columns in the same order as :func:`.points.read_points`. Whatever this
+way does not fully recognise returns ``None`` and the document is read the general way: a field of another
+JSON type, a repeated key, a top-level member besides ``dataPoints``, an instant or offset not in the API's
 canonical form (``2026-11-03T06:00:00Z``, ``-21600s``), an int64 of 19 digits, more than one top-level
 value. Both ways give the same :class:`~.points.Series` (tests/test_google_health_reader.py checks it).
 """
@@ -77,7 +78,7 @@ def _schema(dtype: DataType) -> pa.Schema:
 
 def _table(raw: bytes, dtype: DataType) -> pa.StructArray | None:
     options = pj.ParseOptions(
-        explicit_schema=_schema(dtype), unexpected_field_behavior="ignore", newlines_in_values=True
+        explicit_schema=_schema(dtype), unexpected_field_behavior="infer", newlines_in_values=True
     )
     try:
         table = pj.read_json(
@@ -85,7 +86,7 @@ def _table(raw: bytes, dtype: DataType) -> pa.StructArray | None:
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
-    if table.num_rows != 1 or table["nextPageToken"][0].is_valid:
+    if table.num_rows != 1 or table.num_columns != 2 or table["nextPageToken"][0].is_valid:
         return None
     points = table["dataPoints"].combine_chunks()
     if points.null_count:
