@@ -43,6 +43,12 @@ def _settings(api: MockHealthApi, **extra: object) -> Settings:
     return Settings(_env_file=None, **values)
 
 
+def _config(api: MockHealthApi, out: str, **values: object) -> gh.CollectConfig:
+    """A collect configuration against the mock, with the study's client."""
+    base: dict = {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "endpoint": api.url}
+    return gh.CollectConfig(out=out, **{**base, "token_uri": api.token_uri, **values})
+
+
 def _participants_csv(tmp_path: Path, rows: list[tuple[str, str, str]]) -> Path:
     path = tmp_path / "participants.csv"
     lines = ["participant_id,health_user_id,refresh_token", *(",".join(r) for r in rows)]
@@ -189,13 +195,10 @@ def test_without_since_or_documents_the_backfill_starts_30_days_before_until(tmp
         s = _settings(api, google_health_page_size=10_000)
         people = load_participants(str(csv))
         tokens = {p.participant_id: resolve(p.token_ref, p.participant_id) for p in people}
-        config = gh.CollectConfig(
-            out=str(tmp_path / "out"),
-            client_id=CLIENT_ID,
-            client_secret=CLIENT_SECRET,
+        config = _config(
+            api,
+            str(tmp_path / "out"),
             until=LAST,
-            endpoint=api.url,
-            token_uri=api.token_uri,
             page_size=s.google_health_page_size,
             data_types=config_types,
         )
@@ -213,14 +216,11 @@ def test_retry_after_is_honoured(tmp_path) -> None:
     users = {"1001": User("1//refresh-A-q8Zt", script=[(429, "1")])}
     people = [Participant("P-A", "1001", "env:UNUSED")]
     with MockHealthApi(users) as api:
-        config = gh.CollectConfig(
-            out=str(tmp_path / "out"),
-            client_id=CLIENT_ID,
-            client_secret=CLIENT_SECRET,
+        config = _config(
+            api,
+            str(tmp_path / "out"),
             until=LAST,
             since=LAST,
-            endpoint=api.url,
-            token_uri=api.token_uri,
             policy=RetryPolicy(max_attempts=3, base_seconds=0.01, cap_seconds=0.02),
             data_types=(BY_ID["daily-resting-heart-rate"],),
         )
@@ -236,14 +236,11 @@ def test_the_request_budget_bounds_requests_per_window(tmp_path) -> None:
     people = [Participant("P-A", "1001", "env:UNUSED")]
     limit, window = 4, 0.5
     with MockHealthApi(users) as api:
-        config = gh.CollectConfig(
-            out=str(tmp_path / "out"),
-            client_id=CLIENT_ID,
-            client_secret=CLIENT_SECRET,
+        config = _config(
+            api,
+            str(tmp_path / "out"),
             until=LAST,
             since=FIRST,
-            endpoint=api.url,
-            token_uri=api.token_uri,
             page_size=300,
             requests_per_minute=limit,
             budget_window_seconds=window,
@@ -403,14 +400,11 @@ def test_collect_into_s3_and_again_without_rewrites(tmp_path, monkeypatch) -> No
         types = (BY_ID["daily-heart-rate-zones"], BY_ID["floors"])
         rollups = tuple(r for r in ROLLUPS if r.data_type == "floors")
         with MockHealthApi(users) as api:
-            config = gh.CollectConfig(
-                out="s3://study-raw/exports",
-                client_id=CLIENT_ID,
-                client_secret=CLIENT_SECRET,
+            config = _config(
+                api,
+                "s3://study-raw/exports",
                 until=LAST,
                 since=FIRST,
-                endpoint=api.url,
-                token_uri=api.token_uri,
                 data_types=types,
                 rollups=rollups,
             )
@@ -436,14 +430,12 @@ def test_collect_into_s3_and_again_without_rewrites(tmp_path, monkeypatch) -> No
 def test_a_wrong_client_secret_fails_instead_of_asking_for_consent(tmp_path) -> None:
     users = {"1001": User("1//refresh-A-q8Zt")}
     with MockHealthApi(users) as api:
-        config = gh.CollectConfig(
-            out=str(tmp_path / "out"),
-            client_id=CLIENT_ID,
+        config = _config(
+            api,
+            str(tmp_path / "out"),
             client_secret="not-the-secret",
             until=LAST,
             since=LAST,
-            endpoint=api.url,
-            token_uri=api.token_uri,
         )
         results = gh.collect([Participant("P-A", "1001", "env:UNUSED")], {"P-A": "1//refresh-A-q8Zt"}, config)
     assert [(r.status, r.error) for r in results] == [
