@@ -9,7 +9,10 @@ files, each measurement in a fresh process:
 - ``duckdb``      the reference: DuckDB ``read_json`` + ``UNNEST`` -> Parquet, all cores;
 - ``naive``       the naive reference: ``json.load``, a dict per row, ``strptime``, pandas, Parquet;
 - ``incremental`` a second run over the same files (nothing new);
-- the transform and the DuckDB reference again at 4x the data (400 participants).
+- the transform and the DuckDB reference again at 4x the data (400 participants);
+- ``google-health`` (opt-in, ``--only transform,google-health``): the transform of Google Health API v4
+  documents (``--gh-participants`` x 7 days, second-level heart rate, from the project's seeded generator),
+  its rows/s against the Web API documents' in the same run.
 
 For each: the median seconds over the repetitions, intraday rows/s, input MB/s, the peak RSS of the whole
 process tree (the sum over the process and all its descendants, forkserver workers included, sampled every
@@ -72,6 +75,39 @@ def dataset(participants: int) -> tuple[pathlib.Path, dict]:
         "files": len(truth.files),
         "bytes": sum(f.stat().st_size for f in truth.files),
         "rows": sum(d.intraday_rows for d in truth.days),
+        "generated_in_s": round(time.perf_counter() - t0, 1),
+    }
+    marker.write_text(json.dumps(info))
+    return source, info
+
+
+def gh_dataset(participants: int) -> tuple[pathlib.Path, dict]:
+    """The cached Google Health source: ``participants`` x 7 days, every data type, heart rate every second."""
+    root = CACHE / "data" / f"gh-p{participants}-d{DAYS}-hrsec"
+    source, marker = root / "source", root / "dataset.json"
+    if marker.exists():
+        return source, json.loads(marker.read_text())
+    import shutil
+
+    import orjson
+
+    from fitbit_pipeline.google_health.sample import generate
+
+    print(f"generating Google Health documents: {participants} participants x {DAYS} days in {source} ...")
+    shutil.rmtree(root, ignore_errors=True)
+    t0 = time.perf_counter()
+    ids = [f"GH{i:04d}" for i in range(participants)]
+    files = generate(source, ids, dt.date(2026, 11, 2), DAYS, seed=42, hr_step=1)
+    rows = 0
+    for f in files:  # intraday points (the daily types and roll-ups are not intraday rows)
+        if "daily" not in f.parent.name:
+            rows += len(orjson.loads(f.read_bytes())["dataPoints"])
+    info = {
+        "participants": participants,
+        "days": DAYS,
+        "files": len(files),
+        "bytes": sum(f.stat().st_size for f in files),
+        "rows": rows,
         "generated_in_s": round(time.perf_counter() - t0, 1),
     }
     marker.write_text(json.dumps(info))
@@ -226,6 +262,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--only", default="run,incremental,transform,duckdb,naive,scale,weekly")
     p.add_argument("--weeks", type=int, default=8, help="weekly: weeks already in the lake")
+    p.add_argument("--gh-participants", type=int, default=5, help="google-health: participants of its dataset")
     p.add_argument("--pythonpath", help="measure another copy of the package (e.g. a checkout of an older commit)")
     p.add_argument("--label", default="", help="a name for this result set (saved in the JSON file)")
     a = p.parse_args()
@@ -258,6 +295,12 @@ def main() -> None:
         if "duckdb" in only:
             results["duckdb_scaled"] = repeat("duckdb-x", a.reps, "duckdb", big_source, work, args, pp)
 
+    gh_data = None
+    if "google-health" in only:
+        gh_source, gh_data = gh_dataset(a.gh_participants)
+        print(f"google health data: {json.dumps(gh_data)}")
+        results["gh_transform"] = repeat("gh-transform", a.reps, "transform", gh_source, work, args, pp)
+
     weekly_data = None
     if "weekly" in only:
         from bench.weekly import weekly_dataset
@@ -280,9 +323,12 @@ def main() -> None:
         "duckdb_scaled": f"reference: DuckDB, x{a.scale}",
         "weekly_empty": "weekly export (9 days: 2 re-delivered) into an empty lake",
         "weekly": f"the same export into a lake holding {a.weeks} weeks",
+        "gh_transform": "project transform stage, Google Health API v4 documents",
     }
     rows = [
         (labels[k], r, big_data if k.endswith("_scaled") else weekly_data if k.startswith("weekly") else data)
+        if not k.startswith("gh_")
+        else (labels[k], r, gh_data)
         for k, r in results.items()
     ]
     print()
@@ -298,6 +344,9 @@ def main() -> None:
                 ratios[f"{k} / duckdb"] = results[k]["seconds"] / ref
     if "transform_scaled" in results and "duckdb_scaled" in results:
         ratios["transform x / duckdb x"] = results["transform_scaled"]["seconds"] / results["duckdb_scaled"]["seconds"]
+    if "gh_transform" in results and "transform" in results:
+        per_row = {k: results[k]["rows"] / results[k]["seconds"] for k in ("gh_transform", "transform")}
+        ratios["google-health rows/s / web-api rows/s"] = per_row["gh_transform"] / per_row["transform"]
     if "weekly" in results and "weekly_empty" in results:
         ratios["weekly into history / into empty"] = results["weekly"]["seconds"] / results["weekly_empty"]["seconds"]
         print(f"scattered re-delivery: {json.dumps({k: v for k, v in results['weekly'].items() if 'scattered' in k})}")
