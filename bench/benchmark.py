@@ -10,6 +10,11 @@ files, each measurement in a fresh process:
 - ``naive``       the naive reference: ``json.load``, a dict per row, ``strptime``, pandas, Parquet;
 - ``incremental`` a second run over the same files (nothing new);
 - the transform and the DuckDB reference again at 4x the data (400 participants);
+- ``postgres`` (opt-in, ``--only duckdb,pg-copy,postgres``): the project's whole run into PostgreSQL (a
+  throw-away server started here from ``/usr/lib/postgresql/*/bin`` as the tests start theirs: fsync off),
+  next to its two floors: the transform floor (``duckdb``) and the load floor ``pg-copy`` (the same intraday
+  rows as CSV through one plain ``COPY`` into unlogged tables without indexes). The server's own memory and
+  CPU are not counted (it is not a descendant of the benchmark);
 - ``google-health`` (opt-in, ``--only transform,google-health``): the transform of Google Health API v4
   documents (``--gh-participants`` x 7 days, second-level heart rate, from the project's seeded generator),
   its rows/s against the Web API documents' in the same run.
@@ -35,6 +40,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import psutil
 
@@ -52,6 +58,7 @@ TARGET_NAIVE_SPEEDUP = 25.0
 TARGET_PEAK_1X_MB = 600
 TARGET_PEAK_4X_MB = 700
 TARGET_INCREMENTAL_S = 2.0
+TARGET_POSTGRES_VS_FLOORS = 1.5  # issue 18: run into PostgreSQL <= 1.5 x (transform floor + load floor)
 
 
 def dataset(participants: int) -> tuple[pathlib.Path, dict]:
@@ -267,7 +274,29 @@ def main() -> None:
     p.add_argument("--label", default="", help="a name for this result set (saved in the JSON file)")
     a = p.parse_args()
     only = set(a.only.split(","))
-    _become_subreaper()
+    with contextlib.ExitStack() as stack:
+        # Started before we become a subreaper: the server is not our descendant, so not counted.
+        postgres = stack.enter_context(_postgres_server()) if only & {"postgres", "pg-copy"} else None
+        _become_subreaper()
+        _measure_all(a, only, postgres)
+
+
+@contextlib.contextmanager
+def _postgres_server() -> Iterator[str]:
+    """A throw-away PostgreSQL server (the tests' helper), stopped and removed afterwards."""
+    from tests.pg_server import PostgresServer, postgres_bindir
+
+    bindir = postgres_bindir()
+    if bindir is None:
+        raise SystemExit("postgres: no PostgreSQL server binaries (initdb, pg_ctl); install postgresql")
+    server = PostgresServer(bindir)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+def _measure_all(a: argparse.Namespace, only: set[str], postgres: str | None) -> None:
     info = machine()
     print("machine:", json.dumps(info))
     source, data = dataset(a.participants)
@@ -287,6 +316,10 @@ def main() -> None:
         results["duckdb"] = repeat("duckdb", a.reps, "duckdb", source, work, args, pp)
     if "naive" in only:
         results["naive"] = repeat("naive", a.naive_reps, "naive", source, work, args, pp)
+    if postgres and "pg-copy" in only:
+        results["pg_copy"] = repeat("pg-copy", a.reps, "pg-copy", source, work, [*args, "--postgres", postgres], pp)
+    if postgres and "postgres" in only:
+        results["run_postgres"] = repeat("run-pg", a.reps, "run", source, work, [*args, "--postgres", postgres], pp)
     big_data = None
     if "scale" in only and a.scale > 1:
         big_source, big_data = dataset(a.participants * a.scale)
@@ -324,6 +357,8 @@ def main() -> None:
         "weekly_empty": "weekly export (9 days: 2 re-delivered) into an empty lake",
         "weekly": f"the same export into a lake holding {a.weeks} weeks",
         "gh_transform": "project transform stage, Google Health API v4 documents",
+        "pg_copy": "load floor: plain COPY (CSV) into unlogged PostgreSQL tables",
+        "run_postgres": "project `run` end to end (PostgreSQL warehouse)",
     }
     rows = [
         (labels[k], r, big_data if k.endswith("_scaled") else weekly_data if k.startswith("weekly") else data)
@@ -342,6 +377,9 @@ def main() -> None:
         for k in ("transform", "run"):
             if k in results:
                 ratios[f"{k} / duckdb"] = results[k]["seconds"] / ref
+    if "run_postgres" in results and "duckdb" in results and "pg_copy" in results:
+        floors = results["duckdb"]["seconds"] + results["pg_copy"]["seconds"]
+        ratios["postgres run / (transform floor + load floor)"] = results["run_postgres"]["seconds"] / floors
     if "transform_scaled" in results and "duckdb_scaled" in results:
         ratios["transform x / duckdb x"] = results["transform_scaled"]["seconds"] / results["duckdb_scaled"]["seconds"]
     if "gh_transform" in results and "transform" in results:
@@ -396,6 +434,13 @@ def targets(results: dict, ratios: dict) -> list[tuple[str, bool]]:
         ph = results["run"]["phases"]
         commit = ph.get("commit lake", 0.0) + ph.get("apply to warehouse", 0.0)
         out.append((f"commit + warehouse apply <= {TARGET_COMMIT_APPLY_S:g} s", commit <= TARGET_COMMIT_APPLY_S))
+    if "postgres run / (transform floor + load floor)" in ratios:
+        r = ratios["postgres run / (transform floor + load floor)"]
+        label = f"run into PostgreSQL <= {TARGET_POSTGRES_VS_FLOORS:g} x (transform + load floor)"
+        out.append((label, r <= TARGET_POSTGRES_VS_FLOORS))
+    if "run_postgres" in results:
+        peak = results["run_postgres"]["peak_rss_mb"]
+        out.append((f"peak RSS of the PostgreSQL run <= {TARGET_PEAK_1X_MB} MB", peak <= TARGET_PEAK_1X_MB))
     if "incremental" in results:
         inc = results["incremental"]["seconds"]
         out.append((f"incremental run with nothing new <= {TARGET_INCREMENTAL_S:g} s", inc <= TARGET_INCREMENTAL_S))

@@ -5,10 +5,15 @@ and set-up excluded) and prints one line ``BENCH_RESULT {json}`` with the second
 
 Tasks:
 
-- ``run``: the project's whole run (``pipeline.run``) into a fresh lake and DuckDB warehouse;
-  ``--again`` first does a run, then times a second one (an incremental run with nothing new).
+- ``run``: the project's whole run (``pipeline.run``) into a fresh lake and DuckDB warehouse (with
+  ``--postgres URL``: a fresh database on that PostgreSQL server); ``--again`` first does a run, then times a
+  second one (an incremental run with nothing new).
 - ``transform``: listing plus the transform stage alone (JSON -> validated staging Parquet).
 - ``duckdb``: the reference, DuckDB's ``read_json`` + ``UNNEST`` -> Parquet, one file per activity.
+- ``pg-copy``: the PostgreSQL load floor (``--postgres URL``). Untimed, the DuckDB reference writes the
+  intraday rows as Parquet; then timed, each activity's rows go as CSV through one plain
+  ``COPY ... FROM STDIN (FORMAT csv)`` into an unlogged table without indexes, in a fresh database (its
+  peak memory includes the untimed DuckDB step).
 - ``naive``: per-file ``json.load``, a dict per row with ``datetime.strptime``, pandas, Parquet.
 - ``weekly``: the source is a ``bench.weekly`` root. Untimed, the exports ``week-00`` .. of the history are
   loaded one run each (``--history N`` of them; 0 = an empty lake); then the next export is timed, and, with
@@ -56,15 +61,31 @@ class _PhaseTimes(logging.Handler):
             self.phases[phase] = self.phases.get(phase, 0.0) + float(m["s"])
 
 
-def _timed_run(source: str, work: str, workers: int, expected: str = "succeeded") -> dict:
-    """One ``pipeline.run`` into ``work``'s lake and warehouse, timed, with its phases and intraday rows."""
+def fresh_database(server: str) -> str:
+    """A new, empty database on the PostgreSQL server ``server`` (a URL); returns its URL."""
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    name = f"bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    parts = urlsplit(server)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
+
+
+def _timed_run(source: str, work: str, workers: int, expected: str = "succeeded", warehouse: str | None = None) -> dict:
+    """One ``pipeline.run`` into ``work``'s lake and a warehouse (default a DuckDB file in ``work``), timed,
+    with its phases and intraday rows."""
     from fitbit_pipeline import pipeline
 
     handler = _PhaseTimes()
     logger = logging.getLogger("fitbit_pipeline")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
-    lake, warehouse = os.path.join(work, "lake"), os.path.join(work, "warehouse.duckdb")
+    lake = os.path.join(work, "lake")
+    warehouse = warehouse or os.path.join(work, "warehouse.duckdb")
     try:
         t0 = time.perf_counter()
         summary = pipeline.run(source, lake, warehouse, "rural", workers=workers)
@@ -76,10 +97,11 @@ def _timed_run(source: str, work: str, workers: int, expected: str = "succeeded"
     return {"seconds": seconds, "rows": rows, "phases": handler.phases, "status": summary.status}
 
 
-def task_run(source: str, work: str, workers: int, again: bool) -> dict:
+def task_run(source: str, work: str, workers: int, again: bool, postgres: str | None = None) -> dict:
+    warehouse = fresh_database(postgres) if postgres else None
     if again:
-        _timed_run(source, work, workers)
-    return _timed_run(source, work, workers, "nothing-new" if again else "succeeded")
+        _timed_run(source, work, workers, warehouse=warehouse)
+    return _timed_run(source, work, workers, "nothing-new" if again else "succeeded", warehouse)
 
 
 def _linked(source_root: str, folder: str, into: str) -> None:
@@ -198,6 +220,38 @@ def task_duckdb(source: str, work: str, workers: int) -> dict:
     return {"seconds": seconds, "rows": rows}
 
 
+def task_pg_copy(source: str, work: str, workers: int, postgres: str) -> dict:
+    """The load floor: the same intraday rows, CSV through plain ``COPY`` into unlogged tables, no indexes."""
+    import io
+
+    import psycopg
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    task_duckdb(source, work, workers)  # untimed: the rows, as Parquet
+    url = fresh_database(postgres)
+    types = {"INTEGER": "integer", "DOUBLE": "double precision"}
+    rows = 0
+    with psycopg.connect(url, autocommit=True) as con:
+        t0 = time.perf_counter()
+        for activity, measures in MEASURES.items():
+            table = f"intraday_{activity}"
+            values = ", ".join(f'"{m}" {types[t]}' for m, t in measures.items())
+            con.execute(
+                f'CREATE UNLOGGED TABLE "{table}" (participant_id text, date date, ts timestamp, {values}, '
+                "source_file text, run_id text)"
+            )
+            pf = pq.ParquetFile(os.path.join(work, "duckdb", f"{table}.parquet"))
+            with con.cursor() as cur, cur.copy(f'COPY "{table}" FROM STDIN (FORMAT csv)') as copy:
+                for batch in pf.iter_batches(batch_size=1 << 16):
+                    buf = io.BytesIO()
+                    pcsv.write_csv(batch, buf, pcsv.WriteOptions(include_header=False, quoting_style="needed"))
+                    copy.write(buf.getvalue())
+                    rows += batch.num_rows
+        seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "rows": rows}
+
+
 def task_naive(source: str, work: str, workers: int) -> dict:
     """What a typical hand-written Glue/pandas script does: everything per row, in Python objects."""
     import glob
@@ -237,19 +291,22 @@ def task_naive(source: str, work: str, workers: int) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("task", choices=["run", "transform", "duckdb", "naive", "weekly"])
+    p.add_argument("task", choices=["run", "transform", "duckdb", "pg-copy", "naive", "weekly"])
     p.add_argument("--source", required=True)
     p.add_argument("--work", required=True)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--again", action="store_true", help="run: time a second run with nothing new")
     p.add_argument("--history", type=int, default=0, help="weekly: exports loaded before the timed one")
     p.add_argument("--scattered", action="store_true", help="weekly: also time the scattered re-delivery")
+    p.add_argument("--postgres", help="run, pg-copy: a PostgreSQL server URL (each task makes its own database)")
     a = p.parse_args()
     shutil.rmtree(a.work, ignore_errors=True)
     os.makedirs(a.work)
     source = os.path.abspath(a.source)
     if a.task == "run":
-        result = task_run(source, a.work, a.workers, a.again)
+        result = task_run(source, a.work, a.workers, a.again, a.postgres)
+    elif a.task == "pg-copy":
+        result = task_pg_copy(source, a.work, a.workers, a.postgres or p.error("pg-copy needs --postgres"))
     elif a.task == "weekly":
         result = task_weekly(source, a.work, a.workers, a.history, a.scattered)
     else:
