@@ -36,11 +36,12 @@ import os
 import pathlib
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import psutil
 
@@ -61,57 +62,21 @@ TARGET_INCREMENTAL_S = 2.0
 TARGET_POSTGRES_VS_FLOORS = 1.5  # issue 18: run into PostgreSQL <= 1.5 x (transform floor + load floor)
 
 
-def dataset(participants: int) -> tuple[pathlib.Path, dict]:
-    """The cached source folder for ``participants`` x 7 days (generated on first use)."""
-    root = CACHE / "data" / f"p{participants}-d{DAYS}-hrsec"
+Build = Callable[[pathlib.Path], tuple[list[pathlib.Path], int]]  # a source folder -> its files, intraday rows
+
+
+def _cached(name: str, what: str, build: Build) -> tuple[pathlib.Path, dict]:
+    """The source folder ``CACHE/data/<name>/source``, generated once by ``build`` (its files and intraday
+    rows); its description is kept next to it."""
+    root = CACHE / "data" / name
     source, marker = root / "source", root / "dataset.json"
     if marker.exists():
         return source, json.loads(marker.read_text())
-    from fitbit_pipeline.sample_data import generate
-
-    print(f"generating {participants} participants x {DAYS} days (second-level heart rate) in {source} ...")
-    if root.exists():
-        import shutil
-
-        shutil.rmtree(root)
-    t0 = time.perf_counter()
-    truth = generate(source, participants=participants, days=DAYS, hr_seconds=True)
-    info = {
-        "participants": participants,
-        "days": DAYS,
-        "files": len(truth.files),
-        "bytes": sum(f.stat().st_size for f in truth.files),
-        "rows": sum(d.intraday_rows for d in truth.days),
-        "generated_in_s": round(time.perf_counter() - t0, 1),
-    }
-    marker.write_text(json.dumps(info))
-    return source, info
-
-
-def gh_dataset(participants: int) -> tuple[pathlib.Path, dict]:
-    """The cached Google Health source: ``participants`` x 7 days, every data type, heart rate every second."""
-    root = CACHE / "data" / f"gh-p{participants}-d{DAYS}-hrsec"
-    source, marker = root / "source", root / "dataset.json"
-    if marker.exists():
-        return source, json.loads(marker.read_text())
-    import shutil
-
-    import orjson
-
-    from fitbit_pipeline.google_health.sample import generate
-
-    print(f"generating Google Health documents: {participants} participants x {DAYS} days in {source} ...")
+    print(f"generating {what} in {source} ...")
     shutil.rmtree(root, ignore_errors=True)
     t0 = time.perf_counter()
-    ids = [f"GH{i:04d}" for i in range(participants)]
-    files = generate(source, ids, dt.date(2026, 11, 2), DAYS, seed=42, hr_step=1)
-    rows = 0
-    for f in files:  # intraday points (the daily types and roll-ups are not intraday rows)
-        if "daily" not in f.parent.name:
-            rows += len(orjson.loads(f.read_bytes())["dataPoints"])
+    files, rows = build(source)
     info = {
-        "participants": participants,
-        "days": DAYS,
         "files": len(files),
         "bytes": sum(f.stat().st_size for f in files),
         "rows": rows,
@@ -119,6 +84,39 @@ def gh_dataset(participants: int) -> tuple[pathlib.Path, dict]:
     }
     marker.write_text(json.dumps(info))
     return source, info
+
+
+def dataset(participants: int) -> tuple[pathlib.Path, dict]:
+    """The cached source folder for ``participants`` x 7 days (generated on first use)."""
+
+    def build(source: pathlib.Path) -> tuple[list[pathlib.Path], int]:
+        from fitbit_pipeline.sample_data import generate
+
+        truth = generate(source, participants=participants, days=DAYS, hr_seconds=True)
+        return truth.files, sum(d.intraday_rows for d in truth.days)
+
+    what = f"{participants} participants x {DAYS} days (second-level heart rate)"
+    source, info = _cached(f"p{participants}-d{DAYS}-hrsec", what, build)
+    return source, {"participants": participants, "days": DAYS, **info}
+
+
+def gh_dataset(participants: int) -> tuple[pathlib.Path, dict]:
+    """The cached Google Health source: ``participants`` x 7 days, every data type, heart rate every second."""
+
+    def build(source: pathlib.Path) -> tuple[list[pathlib.Path], int]:
+        import orjson
+
+        from fitbit_pipeline.google_health.sample import generate
+
+        ids = [f"GH{i:04d}" for i in range(participants)]
+        files = generate(source, ids, dt.date(2026, 11, 2), DAYS, seed=42, hr_step=1)
+        # Intraday points (the daily types and roll-ups are not intraday rows).
+        rows = sum(len(orjson.loads(f.read_bytes())["dataPoints"]) for f in files if "daily" not in f.parent.name)
+        return files, rows
+
+    what = f"Google Health documents: {participants} participants x {DAYS} days"
+    source, info = _cached(f"gh-p{participants}-d{DAYS}-hrsec", what, build)
+    return source, {"participants": participants, "days": DAYS, **info}
 
 
 def _become_subreaper() -> None:
