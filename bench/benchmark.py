@@ -15,6 +15,8 @@ files, each measurement in a fresh process:
   next to its two floors: the transform floor (``duckdb``) and the load floor ``pg-copy`` (the same intraday
   rows as CSV through one plain ``COPY`` into unlogged tables without indexes). The server's own memory and
   CPU are not counted (it is not a descendant of the benchmark);
+- ``pg-variants`` (opt-in, with ``pg-copy``): the load floor's rows sent otherwise: through ADBC's
+  PostgreSQL driver (Arrow as binary ``COPY``), and into logged tables with the production key's index;
 - ``google-health`` (opt-in, ``--only transform,google-health``): the transform of Google Health API v4
   documents (``--gh-participants`` x 7 days, second-level heart rate, from the project's seeded generator),
   its rows/s against the Web API documents' in the same run.
@@ -274,7 +276,7 @@ def main() -> None:
     only = set(a.only.split(","))
     with contextlib.ExitStack() as stack:
         # Started before we become a subreaper: the server is not our descendant, so not counted.
-        postgres = stack.enter_context(_postgres_server()) if only & {"postgres", "pg-copy"} else None
+        postgres = stack.enter_context(_postgres_server()) if only & {"postgres", "pg-copy", "pg-variants"} else None
         _become_subreaper()
         _measure_all(a, only, postgres)
 
@@ -316,6 +318,14 @@ def _measure_all(a: argparse.Namespace, only: set[str], postgres: str | None) ->
         results["naive"] = repeat("naive", a.naive_reps, "naive", source, work, args, pp)
     if postgres and "pg-copy" in only:
         results["pg_copy"] = repeat("pg-copy", a.reps, "pg-copy", source, work, [*args, "--postgres", postgres], pp)
+    if postgres and "pg-variants" in only:  # what the load would cost sent otherwise, or into indexed tables
+        pg = [*args, "--postgres", postgres]
+        for key, extra in (
+            ("pg_copy_adbc", ["--variant", "adbc"]),
+            ("pg_copy_indexed", ["--indexed"]),
+            ("pg_copy_adbc_indexed", ["--variant", "adbc", "--indexed"]),
+        ):
+            results[key] = repeat(key.replace("_", "-"), a.reps, "pg-copy", source, work, [*pg, *extra], pp)
     if postgres and "postgres" in only:
         results["run_postgres"] = repeat("run-pg", a.reps, "run", source, work, [*args, "--postgres", postgres], pp)
     big_data = None
@@ -357,6 +367,9 @@ def _measure_all(a: argparse.Namespace, only: set[str], postgres: str | None) ->
         "gh_transform": "project transform stage, Google Health API v4 documents",
         "pg_copy": "load floor: plain COPY (CSV) into unlogged PostgreSQL tables",
         "run_postgres": "project `run` end to end (PostgreSQL warehouse)",
+        "pg_copy_adbc": "the same rows through ADBC (Arrow, binary COPY) into unlogged tables",
+        "pg_copy_indexed": "the same rows, plain COPY (CSV) into logged tables with the key's index",
+        "pg_copy_adbc_indexed": "the same rows through ADBC into logged tables with the key's index",
     }
     rows = [
         (labels[k], r, big_data if k.endswith("_scaled") else weekly_data if k.startswith("weekly") else data)

@@ -11,9 +11,10 @@ Tasks:
 - ``transform``: listing plus the transform stage alone (JSON -> validated staging Parquet).
 - ``duckdb``: the reference, DuckDB's ``read_json`` + ``UNNEST`` -> Parquet, one file per activity.
 - ``pg-copy``: the PostgreSQL load floor (``--postgres URL``). Untimed, the DuckDB reference writes the
-  intraday rows as Parquet; then timed, each activity's rows go as CSV through one plain
-  ``COPY ... FROM STDIN (FORMAT csv)`` into an unlogged table without indexes, in a fresh database (its
-  peak memory includes the untimed DuckDB step).
+  intraday rows as Parquet; then timed, each activity's rows go through one bulk load into an unlogged table
+  without indexes, in a fresh database (its peak memory includes the untimed DuckDB step): CSV through
+  plain ``COPY ... FROM STDIN (FORMAT csv)``, or with ``--variant adbc`` Arrow through ADBC's binary ``COPY``;
+  ``--indexed`` loads logged tables with the production key's index instead.
 - ``naive``: per-file ``json.load``, a dict per row with ``datetime.strptime``, pandas, Parquet.
 - ``weekly``: the source is a ``bench.weekly`` root. Untimed, the exports ``week-00`` .. of the history are
   loaded one run each (``--history N`` of them; 0 = an empty lake); then the next export is timed, and, with
@@ -220,8 +221,16 @@ def task_duckdb(source: str, work: str, workers: int) -> dict:
     return {"seconds": seconds, "rows": rows}
 
 
-def task_pg_copy(source: str, work: str, workers: int, postgres: str) -> dict:
-    """The load floor: the same intraday rows, CSV through plain ``COPY`` into unlogged tables, no indexes."""
+def task_pg_copy(
+    source: str, work: str, workers: int, postgres: str, variant: str = "csv", indexed: bool = False
+) -> dict:
+    """The load floor: the same intraday rows through one bulk load per activity into a fresh database.
+
+    ``variant`` ``csv``: pyarrow writes CSV, psycopg sends it through ``COPY ... FROM STDIN (FORMAT csv)``
+    (what the warehouse does today); ``adbc``: ADBC's PostgreSQL driver sends the Arrow batches as binary
+    ``COPY`` (``adbc_ingest``). Unlogged tables without indexes, or with ``indexed`` logged tables with the
+    production key's index (participant, date, time), as the production tables are.
+    """
     import io
 
     import psycopg
@@ -231,24 +240,38 @@ def task_pg_copy(source: str, work: str, workers: int, postgres: str) -> dict:
     task_duckdb(source, work, workers)  # untimed: the rows, as Parquet
     url = fresh_database(postgres)
     types = {"INTEGER": "integer", "DOUBLE": "double precision"}
-    rows = 0
+    parquet = {a: os.path.join(work, "duckdb", f"intraday_{a}.parquet") for a in MEASURES}
     with psycopg.connect(url, autocommit=True) as con:
-        t0 = time.perf_counter()
         for activity, measures in MEASURES.items():
             table = f"intraday_{activity}"
             values = ", ".join(f'"{m}" {types[t]}' for m, t in measures.items())
             con.execute(
-                f'CREATE UNLOGGED TABLE "{table}" (participant_id text, date date, ts timestamp, {values}, '
-                "source_file text, run_id text)"
+                f'CREATE {"" if indexed else "UNLOGGED "}TABLE "{table}" (participant_id text, date date, '
+                f"ts timestamp, {values}, source_file text, run_id text)"
             )
-            pf = pq.ParquetFile(os.path.join(work, "duckdb", f"{table}.parquet"))
-            with con.cursor() as cur, cur.copy(f'COPY "{table}" FROM STDIN (FORMAT csv)') as copy:
-                for batch in pf.iter_batches(batch_size=1 << 16):
-                    buf = io.BytesIO()
-                    pcsv.write_csv(batch, buf, pcsv.WriteOptions(include_header=False, quoting_style="needed"))
-                    copy.write(buf.getvalue())
-                    rows += batch.num_rows
-        seconds = time.perf_counter() - t0
+            if indexed:
+                con.execute(f'CREATE INDEX ON "{table}" (participant_id, date, ts)')
+    rows = 0
+    t0 = time.perf_counter()
+    if variant == "adbc":
+        import adbc_driver_postgresql.dbapi as adbc
+
+        with adbc.connect(url) as con, con.cursor() as cur:
+            for activity, path in parquet.items():
+                reader = pq.ParquetFile(path)
+                rows += reader.metadata.num_rows
+                cur.adbc_ingest(f"intraday_{activity}", reader.iter_batches(batch_size=1 << 16), mode="append")
+            con.commit()
+    else:
+        with psycopg.connect(url, autocommit=True) as con:
+            for activity, path in parquet.items():
+                with con.cursor() as cur, cur.copy(f'COPY "intraday_{activity}" FROM STDIN (FORMAT csv)') as copy:
+                    for batch in pq.ParquetFile(path).iter_batches(batch_size=1 << 16):
+                        buf = io.BytesIO()
+                        pcsv.write_csv(batch, buf, pcsv.WriteOptions(include_header=False, quoting_style="needed"))
+                        copy.write(buf.getvalue())
+                        rows += batch.num_rows
+    seconds = time.perf_counter() - t0
     return {"seconds": seconds, "rows": rows}
 
 
@@ -298,6 +321,8 @@ def main() -> None:
     p.add_argument("--again", action="store_true", help="run: time a second run with nothing new")
     p.add_argument("--history", type=int, default=0, help="weekly: exports loaded before the timed one")
     p.add_argument("--scattered", action="store_true", help="weekly: also time the scattered re-delivery")
+    p.add_argument("--variant", choices=["csv", "adbc"], default="csv", help="pg-copy: how the rows are sent")
+    p.add_argument("--indexed", action="store_true", help="pg-copy: into logged tables with the key's index")
     p.add_argument("--postgres", help="run, pg-copy: a PostgreSQL server URL (each task makes its own database)")
     a = p.parse_args()
     shutil.rmtree(a.work, ignore_errors=True)
@@ -306,7 +331,8 @@ def main() -> None:
     if a.task == "run":
         result = task_run(source, a.work, a.workers, a.again, a.postgres)
     elif a.task == "pg-copy":
-        result = task_pg_copy(source, a.work, a.workers, a.postgres or p.error("pg-copy needs --postgres"))
+        server = a.postgres or p.error("pg-copy needs --postgres")
+        result = task_pg_copy(source, a.work, a.workers, server, a.variant, a.indexed)
     elif a.task == "weekly":
         result = task_weekly(source, a.work, a.workers, a.history, a.scattered)
     else:
