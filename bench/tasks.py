@@ -234,6 +234,7 @@ def task_pg_copy(
     import io
 
     import psycopg
+    import pyarrow as pa
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
 
@@ -258,9 +259,11 @@ def task_pg_copy(
 
         with adbc.connect(url) as con, con.cursor() as cur:
             for activity, path in parquet.items():
-                reader = pq.ParquetFile(path)
-                rows += reader.metadata.num_rows
-                cur.adbc_ingest(f"intraday_{activity}", reader.iter_batches(batch_size=1 << 16), mode="append")
+                pf = pq.ParquetFile(path)
+                rows += pf.metadata.num_rows
+                # A reader streams (a plain iterator of batches would be collected into one table first).
+                batches = pa.RecordBatchReader.from_batches(pf.schema_arrow, pf.iter_batches(batch_size=1 << 16))
+                cur.adbc_ingest(f"intraday_{activity}", batches, mode="append")
             con.commit()
     else:
         with psycopg.connect(url, autocommit=True) as con:
