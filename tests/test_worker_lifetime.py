@@ -68,3 +68,40 @@ def test_workers_and_fork_server_die_with_a_killed_run(tmp_path) -> None:
         if run.poll() is None:
             run.kill()
         run.wait(10)
+
+
+# A child that asks to die with the run only after the run was killed, while the run is still a zombie.
+_LATE_CHILD = """
+import pathlib, sys, time
+time.sleep(1.0)  # the run is killed meanwhile (and not reaped)
+from fitbit_pipeline.lifeline import die_with_parent, parent_pid_from_env
+die_with_parent(parent_pid_from_env())
+pathlib.Path(sys.argv[1]).write_text("survived")
+time.sleep(60)
+"""
+_RUN = """
+import os, signal, subprocess, sys
+os.environ["_FITBIT_PARENT_PID"] = str(os.getpid())
+subprocess.Popen([sys.executable, "-c", sys.argv[1], sys.argv[2]])
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_fork_server_started_as_the_run_is_killed_does_not_outlive_it(tmp_path: Path) -> None:
+    """The run dies before its child asked for the death signal, and is not reaped yet (its parent is still
+    reading its output): the child must see the zombie as ended and exit, not live on holding the pipes."""
+    marker = tmp_path / "survived"
+    run = subprocess.Popen([sys.executable, "-c", _RUN, _LATE_CHILD, str(marker)])
+    try:
+        deadline = time.monotonic() + 30
+        while psutil.Process(run.pid).status() != psutil.STATUS_ZOMBIE:  # killed, deliberately not reaped
+            assert time.monotonic() < deadline, "the run did not kill itself"
+            time.sleep(0.05)
+        time.sleep(4.0)  # the child wakes after 1 s and decides
+        assert not marker.exists(), "the child outlived its killed run"
+    finally:
+        run.wait()
+        for p in psutil.process_iter(["cmdline"]):  # never leave the child behind, whatever happened
+            with contextlib.suppress(psutil.Error):
+                if str(marker) in (p.info["cmdline"] or []):
+                    p.kill()

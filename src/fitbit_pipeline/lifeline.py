@@ -2,8 +2,10 @@
 
 A killed run (``kill -9``) must not leave workers behind holding memory. On Linux the kernel sends
 SIGKILL to a process when its parent ends (``prctl(PR_SET_PDEATHSIG)``): the fork server asks for it
-(its parent is the run), each worker too (its parent is the fork server). A parent that ended before
-the request is caught by checking the parent's pid afterwards. Elsewhere this is a no-op.
+(its parent is the run), each worker too (its parent is the fork server). A run that ended before
+the request is caught by checking the run's pid afterwards; a run killed but not yet reaped by its own parent
+(a zombie, e.g. while that parent still reads the run's output) counts as ended, else a fork server started
+just as the run was killed would outlive it and hold its output pipes open. Elsewhere this is a no-op.
 """
 
 from __future__ import annotations
@@ -28,13 +30,21 @@ def die_with_parent(parent_pid: int | None) -> None:
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs: it exists and is not a zombie (ended, not yet reaped)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[1].split()[0]  # the field after "(comm)"
+    except FileNotFoundError:
+        return False  # gone in between
+    except (OSError, IndexError):
+        return True  # no /proc: as far as we can tell it exists
+    return state not in (b"Z", b"X")
 
 
 def parent_pid_from_env() -> int | None:
