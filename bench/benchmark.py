@@ -316,10 +316,10 @@ def _measure_all(a: argparse.Namespace, only: set[str], postgres: str | None) ->
         results["duckdb"] = repeat("duckdb", a.reps, "duckdb", source, work, args, pp)
     if "naive" in only:
         results["naive"] = repeat("naive", a.naive_reps, "naive", source, work, args, pp)
+    pg = [*args, "--postgres", postgres] if postgres else []
     if postgres and "pg-copy" in only:
-        results["pg_copy"] = repeat("pg-copy", a.reps, "pg-copy", source, work, [*args, "--postgres", postgres], pp)
+        results["pg_copy"] = repeat("pg-copy", a.reps, "pg-copy", source, work, pg, pp)
     if postgres and "pg-variants" in only:  # what the load would cost sent otherwise, or into indexed tables
-        pg = [*args, "--postgres", postgres]
         for key, extra in (
             ("pg_copy_adbc", ["--variant", "adbc"]),
             ("pg_copy_indexed", ["--indexed"]),
@@ -327,7 +327,7 @@ def _measure_all(a: argparse.Namespace, only: set[str], postgres: str | None) ->
         ):
             results[key] = repeat(key.replace("_", "-"), a.reps, "pg-copy", source, work, [*pg, *extra], pp)
     if postgres and "postgres" in only:
-        results["run_postgres"] = repeat("run-pg", a.reps, "run", source, work, [*args, "--postgres", postgres], pp)
+        results["run_postgres"] = repeat("run-pg", a.reps, "run", source, work, pg, pp)
     big_data = None
     if "scale" in only and a.scale > 1:
         big_source, big_data = dataset(a.participants * a.scale)

@@ -63,17 +63,10 @@ class _PhaseTimes(logging.Handler):
 
 
 def fresh_database(server: str) -> str:
-    """A new, empty database on the PostgreSQL server ``server`` (a URL); returns its URL."""
-    import uuid
-    from urllib.parse import urlsplit, urlunsplit
+    """The URL of a new, empty database on the PostgreSQL server ``server`` (the tests' helper)."""
+    from tests.pg_server import create_database
 
-    import psycopg
-
-    name = f"bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    parts = urlsplit(server)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
+    return create_database(server, "bench")[1]
 
 
 def _timed_run(source: str, work: str, workers: int, expected: str = "succeeded", warehouse: str | None = None) -> dict:
@@ -231,12 +224,11 @@ def task_pg_copy(
     ``COPY`` (``adbc_ingest``). Unlogged tables without indexes, or with ``indexed`` logged tables with the
     production key's index (participant, date, time), as the production tables are.
     """
-    import io
-
     import psycopg
     import pyarrow as pa
-    import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
+
+    from fitbit_pipeline.warehouse.postgres_backend import _csv as warehouse_csv
 
     task_duckdb(source, work, workers)  # untimed: the rows, as Parquet
     url = fresh_database(postgres)
@@ -270,9 +262,7 @@ def task_pg_copy(
             for activity, path in parquet.items():
                 with con.cursor() as cur, cur.copy(f'COPY "intraday_{activity}" FROM STDIN (FORMAT csv)') as copy:
                     for batch in pq.ParquetFile(path).iter_batches(batch_size=1 << 16):
-                        buf = io.BytesIO()
-                        pcsv.write_csv(batch, buf, pcsv.WriteOptions(include_header=False, quoting_style="needed"))
-                        copy.write(buf.getvalue())
+                        copy.write(warehouse_csv(batch))  # the warehouse's own CSV encoding
                         rows += batch.num_rows
     seconds = time.perf_counter() - t0
     return {"seconds": seconds, "rows": rows}

@@ -16,10 +16,8 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
 
 import duckdb
 import pytest
@@ -27,7 +25,7 @@ import pytest
 from fitbit_pipeline import pipeline
 from fitbit_pipeline.sql import placeholders
 
-from .pg_server import PostgresServer, postgres_bindir
+from .pg_server import PostgresServer, create_database, postgres_bindir
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -122,11 +120,6 @@ def postgres_server() -> Iterator[str]:
         server.stop()
 
 
-def with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
-
-
 @pytest.fixture
 def postgres_db(postgres_server: str) -> Iterator[Callable[[], str]]:
     """A factory of fresh databases on the session's server (dropped afterwards); returns their URLs."""
@@ -135,11 +128,9 @@ def postgres_db(postgres_server: str) -> Iterator[Callable[[], str]]:
     created: list[str] = []
 
     def make() -> str:
-        name = f"fitbit_test_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(postgres_server, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
+        name, url = create_database(postgres_server, "fitbit_test")
         created.append(name)
-        return with_database(postgres_server, name)
+        return url
 
     yield make
     with psycopg.connect(postgres_server, autocommit=True) as admin:

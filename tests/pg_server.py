@@ -10,6 +10,8 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import uuid
+from urllib.parse import urlsplit, urlunsplit
 
 
 def postgres_bindir() -> pathlib.Path | None:
@@ -23,6 +25,22 @@ def postgres_bindir() -> pathlib.Path | None:
         if shutil.which("initdb"):
             candidates.append(pathlib.Path(shutil.which("initdb")).parent)  # type: ignore[arg-type]
     return next((d for d in candidates if (d / "initdb").exists() and (d / "pg_ctl").exists()), None)
+
+
+def with_database(url: str, name: str) -> str:
+    """``url`` with its database replaced by ``name``."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
+
+
+def create_database(server: str, prefix: str) -> tuple[str, str]:
+    """A new, empty database ``<prefix>_<random>`` on the server at URL ``server``: its name and URL."""
+    import psycopg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    return name, with_database(server, name)
 
 
 def _free_port() -> int:

@@ -20,8 +20,9 @@ import pytest
 from fitbit_pipeline import schema
 from fitbit_pipeline.sample_data import generate
 
-from .conftest import WAREHOUSES, Env, with_database
+from .conftest import WAREHOUSES, Env
 from .lake_support import read_lake
+from .pg_server import create_database
 from .test_postgres import _tables
 
 POINTS = [
@@ -75,24 +76,15 @@ def state(env: Env) -> tuple[dict, dict]:
     return tables, lake_rows(env)
 
 
-def _database(server: str) -> str:
-    import uuid
-
-    import psycopg
-
-    name = f"fitbit_ref_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    return with_database(server, name)
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, request) -> dict[str, tuple[dict, dict]]:
     """The uninterrupted outcome of both deliveries, per warehouse kind."""
     out = {}
     for kind in WAREHOUSES:
         root = tmp_path_factory.mktemp(f"reference-{kind}")
-        url = _database(request.getfixturevalue("postgres_server")) if kind == "postgres" else None
+        url = None
+        if kind == "postgres":
+            url = create_database(request.getfixturevalue("postgres_server"), "fitbit_ref")[1]
         env = Env(root, url)
         env.source.mkdir()
         for first in (True, False):
