@@ -1,0 +1,1 @@
+"""Fitabase CSV exports: the declared files, the listing as deliveries, the reader."""
