@@ -47,6 +47,10 @@ _RULES = (
     Rule("interval_not_minute", "error", "row", "the interval is not one minute starting on a minute"),
     Rule("duplicate_source", "error", "row", "a second data source reports the timestamp (the wearable's kept)"),
     Rule("energy_part_missing", "error", "row", "active energy without the basal energy of the minute"),
+    # Fitabase CSV exports (see fitabase/reader.py).
+    Rule("csv_invalid", "error", "file", "the CSV file cannot be read or lacks a required column"),
+    Rule("csv_row_malformed", "error", "row", "a CSV line the reader cannot split into the header's fields"),
+    Rule("measure_without_value", "error", "row", "a level or METs row without a kept calories row of its minute"),
     # Daily summary rows.
     Rule("daily_value_invalid", "error", "summary", "the daily total is not a non-negative number"),
     Rule("resting_hr_out_of_range", "error", "summary", "resting heart rate outside the plausible range"),
@@ -62,6 +66,7 @@ _RULES = (
     # Skipped source entries (warnings: counted in the ledger as status 'skipped', never read, not gated).
     Rule("link_to_directory", "warning", "file", "a link to a directory in the source: skipped, not followed"),
     Rule("special_file", "warning", "file", "a FIFO, socket, device or broken link in the source: skipped"),
+    Rule("fitabase_not_loaded", "warning", "file", "a Fitabase file of a kind no table holds (sleep, weight, ...)"),
 )
 
 RULES: dict[str, Rule] = {r.id: r for r in _RULES}
