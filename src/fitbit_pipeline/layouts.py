@@ -16,6 +16,11 @@ _DATE = r"(?P<date>\d{4}-\d{2}-\d{2})"
 _DETAIL = r"_1d_(?P<detail>[0-9a-z]+)"
 
 LAYOUTS: dict[str, re.Pattern[str]] = {
+    # Fitabase: the files of one activity of an export, listed together (see fitabase/bundles.py):
+    # <folder>/<activity>{dailyActivity_merged.csv,minuteStepsNarrow_merged.csv}
+    "fitabase": re.compile(
+        r"(?:^|/)(?P<activity>[a-z]+)\{(?P<files>[A-Za-z0-9_]+_merged\.csv(?:,[A-Za-z0-9_]+_merged\.csv)*)\}$"
+    ),
     # Google Health API v4: google-health/<participant>/<data-type>/<YYYY-MM-DD>.json (one civil day); a
     # participant-day of one activity read from several data types is named {type,type,...} (see sources.py).
     "google-health": re.compile(
@@ -59,6 +64,8 @@ def match(path: str) -> PathInfo:
         m = pattern.search(path)
         if not m:
             continue
+        if name == "fitabase":  # many participants and days: the reader tells them apart
+            return PathInfo(name, "", m["activity"], dt.date.min, tuple(m["files"].split(",")))
         try:
             day = dt.date.fromisoformat(m["date"])
         except ValueError:

@@ -50,6 +50,7 @@ _RULES = (
     # Fitabase CSV exports (see fitabase/reader.py).
     Rule("csv_invalid", "error", "file", "the CSV file cannot be read or lacks a required column"),
     Rule("csv_row_malformed", "error", "row", "a CSV line the reader cannot split into the header's fields"),
+    Rule("rows_unattributed", "error", "file", "rows of the export that name no participant or no valid time"),
     Rule("measure_without_value", "error", "row", "a level or METs row without a kept calories row of its minute"),
     # Daily summary rows.
     Rule("daily_value_invalid", "error", "summary", "the daily total is not a non-negative number"),

@@ -276,9 +276,10 @@ def list_documents(uri: str, max_file_bytes: int | None = None) -> Listing:
         if size > limit:
             error, rule_id = f"larger than {limit} bytes", "file_too_large"
         docs.append(SourceDoc(uri_path, uri_path, None, rel, size, _fingerprint(info), rank, error, rule_id=rule_id))
+    from .fitabase.bundles import bundle as fitabase_exports
     from .google_health.bundles import bundle
 
-    docs = bundle(docs)
+    docs = fitabase_exports(bundle(docs))
     docs.sort(key=lambda d: d.source_file)
     return Listing(docs, len(found), total)
 

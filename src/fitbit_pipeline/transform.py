@@ -16,7 +16,7 @@ import posixpath
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,8 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from . import activities, lifeline, schema
+from .fitabase.bundles import slice_id
+from .fitabase.reader import parse_export
 from .google_health.reader import parse_delivery
 from .layouts import LayoutError, match
 from .limits import DEFAULT_LIMITS, Limits
@@ -245,11 +247,149 @@ def _unreadable(transient: bool) -> str:
     return "read_failed" if transient else "file_unreadable"
 
 
+class _Staged:
+    """What one chunk stages: intraday columns per activity, rows of the other tables, counters."""
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        self.result = ChunkResult()
+        self.columns = {a.name: _Columns(a) for a in activities.ACTIVITIES}
+        self.rows: dict[str, list[dict[str, Any]]] = {t.name: [] for t in schema.STAGED_TABLES if t.kind != "intraday"}
+
+    def rejected(self, doc: SourceDoc, info: dict[str, Any], rej: FileRejected, quarantined: str | None) -> None:
+        """A delivery rejected whole: its ledger row and one reject record."""
+        ctx, rows, result = self.ctx, self.rows, self.result
+        reason = str(rej) + (f" (raw bytes kept at {quarantined})" if quarantined else "")
+        rows["pipeline_files"].append(
+            _file_row(
+                doc,
+                ctx,
+                **info,
+                status="rejected",
+                rule_id=rej.rule_id,
+                reason=reason,
+                rows_read=rej.rows_read,
+                rows_rejected=rej.rows_read,
+            )
+        )
+        rows["rejected_records"].append(
+            {
+                "run_id": ctx.run_id,
+                "source_file": doc.source_file,
+                **info,
+                "ts": None,
+                "row_index": None,
+                "record_type": "file",
+                "rule_id": rej.rule_id,
+                "raw_value": None,
+                "message": reason,
+            }
+        )
+        result.statuses["rejected"] += 1
+        result.rules[rej.rule_id] += 1
+        result.rows["read"] += rej.rows_read
+        result.rows["rejected"] += rej.rows_read
+
+    def rejects(self, source_file: str, info: dict[str, Any], rejects: list[dict[str, Any]]) -> None:
+        for r in rejects:
+            ts = r["ts"]
+            self.rows["rejected_records"].append(
+                {
+                    "run_id": self.ctx.run_id,
+                    "source_file": source_file,
+                    **info,
+                    **r,
+                    "ts": None if ts is None else dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=ts),
+                }
+            )
+            self.result.rules[r["rule_id"]] += 1
+
+    def parsed(self, doc: SourceDoc, pid: str, activity: activities.Activity, parsed: Parsed) -> None:
+        """A parsed delivery of one participant-day-activity: its rows, rejects, findings and ledger row."""
+        ctx, rows, result = self.ctx, self.rows, self.result
+        name, day = activity.name, parsed.date
+        base = {"participant_id": pid, "date": day}
+        prov = {"source_file": doc.source_file, "run_id": ctx.run_id}
+        self.columns[name].add(parsed, pid, doc.source_file)
+        if parsed.daily is not None:
+            rows[activity.daily_table].append({**base, **parsed.daily, **prov})
+        rows["heart_rate_zones"].extend({**base, **z, **prov} for z in parsed.zones)
+        self.rejects(doc.source_file, {"participant_id": pid, "activity": name, "date": day}, parsed.rejects)
+        for rule_id, message in parsed.findings:
+            rows["data_quality_findings"].append(
+                {
+                    "run_id": ctx.run_id,
+                    "source_file": doc.source_file,
+                    "participant_id": pid,
+                    "activity": name,
+                    "date": day,
+                    "rule_id": rule_id,
+                    "severity": rule(rule_id).severity,
+                    "message": message,
+                }
+            )
+            result.rules[rule_id] += 1
+        rows["pipeline_deliveries"].append(
+            {
+                "participant_id": pid,
+                "activity": name,
+                "date": day,
+                "source_file": doc.source_file,
+                "delivery_rank": doc.delivery_rank,
+                "run_id": ctx.run_id,
+                "data_sources": parsed.sources,
+            }
+        )
+        rows["pipeline_files"].append(
+            _file_row(
+                doc,
+                ctx,
+                participant_id=pid,
+                activity=name,
+                date=day,
+                rows_read=parsed.rows_read,
+                rows_valid=parsed.rows_valid,
+                rows_rejected=parsed.rows_rejected,
+                rows_duplicate=parsed.rows_duplicate,
+            )
+        )
+        result.statuses["staged"] += 1
+        result.rows["read"] += parsed.rows_read
+        result.rows["valid"] += parsed.rows_valid
+        result.rows["rejected"] += parsed.rows_rejected
+        result.rows["duplicate"] += parsed.rows_duplicate
+
+    def export(self, doc: SourceDoc, activity: activities.Activity, parts: list[tuple[SourceDoc, bytes]]) -> None:
+        """A Fitabase export's files of one activity: each participant-day a delivery of its own (a slice);
+        rows of no participant-day on one rejected ledger row of the bundle."""
+        named = [(posixpath.basename(p.logical_path), b) for p, b in parts]
+        read = parse_export(activity.name, named, self.ctx.run_date, self.ctx.limits)
+        for s in read.slices:
+            piece = replace(doc, source_file=slice_id(doc.source_file, s.participant, s.date), size=0)
+            info = {"participant_id": s.participant, "activity": activity.name, "date": s.date}
+            if s.rejected is not None:
+                self.rejected(piece, info, s.rejected, None)
+            else:
+                assert s.parsed is not None
+                self.parsed(piece, s.participant, activity, s.parsed)
+        if not read.slices and not read.unattributed:  # e.g. no Floors column in dailyActivity: nothing to hold
+            empty = replace(doc, rule_id="fitabase_not_loaded", error=f"the export holds no {activity.name} rows")
+            _skipped(empty, self.ctx, self.rows)
+            self.result.statuses["skipped"] += 1
+            self.result.rules["fitabase_not_loaded"] += 1
+        if read.unattributed:
+            n = len(read.unattributed)
+            rej = FileRejected("rows_unattributed", f"{n} rows name no participant or no valid time", n)
+            info = {"participant_id": None, "activity": activity.name, "date": None}
+            self.rejected(doc, info, rej, None)
+            self.rows["rejected_records"].pop()  # the rows themselves are the records
+            self.rejects(doc.source_file, info, read.unattributed)
+
+
 def process_chunk(chunk_id: str, docs: Sequence[SourceDoc], ctx: RunContext) -> ChunkResult:
     """Parse, validate and stage one chunk of documents. Never raises for one bad document."""
-    result = ChunkResult()
-    columns = {a.name: _Columns(a) for a in activities.ACTIVITIES}
-    rows: dict[str, list[dict[str, Any]]] = {t.name: [] for t in schema.STAGED_TABLES if t.kind != "intraday"}
+    staged = _Staged(ctx)
+    result, rows, columns = staged.result, staged.rows, staged.columns
     fs, _ = filesystem(docs[0].object_path if docs else ".")
     with Reader(fs) as reader:
         reader.prefetch(docs)
@@ -276,113 +416,26 @@ def process_chunk(chunk_id: str, docs: Sequence[SourceDoc], ctx: RunContext) -> 
                     path = match(doc.logical_path)
                 except LayoutError as exc:
                     raise FileRejected("unknown_layout", f"{exc}: {doc.logical_path}") from None
-                info = {"participant_id": path.participant_id, "activity": path.activity, "date": path.date}
+                info = {"participant_id": path.participant_id or None, "activity": path.activity, "date": None}
+                if path.layout != "fitabase":
+                    info["date"] = path.date
                 activity = activities.BY_NAME.get(path.activity)
                 if activity is None:
                     raise FileRejected("unknown_layout", f"unknown activity '{path.activity}'")
+                if path.layout == "fitabase":
+                    staged.export(doc, activity, parts)
+                    result.bytes_read += len(data)
+                    continue
                 fctx = FileContext(doc.source_file, path.participant_id, activity, path.date, ctx.run_date, ctx.limits)
                 if path.layout == "google-health":
                     parsed = parse_delivery(list(zip(path.data_types, (b for _, b in parts), strict=True)), fctx)
                 else:
                     parsed = parse_document(data, fctx)
             except FileRejected as rej:
-                q = _quarantine(ctx, doc, data)
-                reason = str(rej) + (f" (raw bytes kept at {q})" if q else "")
-                rows["pipeline_files"].append(
-                    _file_row(
-                        doc,
-                        ctx,
-                        **info,
-                        status="rejected",
-                        rule_id=rej.rule_id,
-                        reason=reason,
-                        rows_read=rej.rows_read,
-                        rows_rejected=rej.rows_read,
-                    )
-                )
-                rows["rejected_records"].append(
-                    {
-                        "run_id": ctx.run_id,
-                        "source_file": doc.source_file,
-                        **info,
-                        "ts": None,
-                        "row_index": None,
-                        "record_type": "file",
-                        "rule_id": rej.rule_id,
-                        "raw_value": None,
-                        "message": reason,
-                    }
-                )
-                result.statuses["rejected"] += 1
-                result.rules[rej.rule_id] += 1
-                result.rows["read"] += rej.rows_read
-                result.rows["rejected"] += rej.rows_read
+                staged.rejected(doc, info, rej, _quarantine(ctx, doc, data))
                 continue
             result.bytes_read += len(data)
-            pid, name, day = path.participant_id, activity.name, parsed.date
-            base = {"participant_id": pid, "date": day}
-            prov = {"source_file": doc.source_file, "run_id": ctx.run_id}
-            columns[name].add(parsed, pid, doc.source_file)
-            if parsed.daily is not None:
-                rows[activity.daily_table].append({**base, **parsed.daily, **prov})
-            rows["heart_rate_zones"].extend({**base, **z, **prov} for z in parsed.zones)
-            for r in parsed.rejects:
-                ts = r["ts"]
-                rows["rejected_records"].append(
-                    {
-                        "run_id": ctx.run_id,
-                        "source_file": doc.source_file,
-                        "participant_id": pid,
-                        "activity": name,
-                        "date": day,
-                        **r,
-                        "ts": None if ts is None else dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=ts),
-                    }
-                )
-                result.rules[r["rule_id"]] += 1
-            for rule_id, message in parsed.findings:
-                rows["data_quality_findings"].append(
-                    {
-                        "run_id": ctx.run_id,
-                        "source_file": doc.source_file,
-                        "participant_id": pid,
-                        "activity": name,
-                        "date": day,
-                        "rule_id": rule_id,
-                        "severity": rule(rule_id).severity,
-                        "message": message,
-                    }
-                )
-                result.rules[rule_id] += 1
-            rows["pipeline_deliveries"].append(
-                {
-                    "participant_id": pid,
-                    "activity": name,
-                    "date": day,
-                    "source_file": doc.source_file,
-                    "delivery_rank": doc.delivery_rank,
-                    "run_id": ctx.run_id,
-                    "data_sources": parsed.sources,
-                }
-            )
-            rows["pipeline_files"].append(
-                _file_row(
-                    doc,
-                    ctx,
-                    participant_id=pid,
-                    activity=name,
-                    date=day,
-                    rows_read=parsed.rows_read,
-                    rows_valid=parsed.rows_valid,
-                    rows_rejected=parsed.rows_rejected,
-                    rows_duplicate=parsed.rows_duplicate,
-                )
-            )
-            result.statuses["staged"] += 1
-            result.rows["read"] += parsed.rows_read
-            result.rows["valid"] += parsed.rows_valid
-            result.rows["rejected"] += parsed.rows_rejected
-            result.rows["duplicate"] += parsed.rows_duplicate
+            staged.parsed(doc, path.participant_id, activity, parsed)
 
     tables: dict[str, pa.Table | None] = {a: c.table(ctx.run_id, ctx.zones) for a, c in columns.items()}
     tables = {schema.INTRADAY[a].name: t for a, t in tables.items()}

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-MERGED = re.compile(r"^(?P<name>[A-Za-z0-9]+)_merged\.csv$")
+MERGED = re.compile(r"^(?P<name>[A-Za-z0-9_]+?)_merged\.csv$")
 # The folder Fitabase names an export after its date range (month.day.two-digit-year), e.g. 4.12.16-5.12.16.
 EXPORT_RANGE = re.compile(
     r"(?P<m1>\d{1,2})\.(?P<d1>\d{1,2})\.(?P<y1>\d{2})-(?P<m2>\d{1,2})\.(?P<d2>\d{1,2})\.(?P<y2>\d{2})(?!\d)"

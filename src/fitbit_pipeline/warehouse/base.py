@@ -14,6 +14,7 @@ import pyarrow as pa
 from .. import faults, schema
 from ..derived_sql import derived_statements
 from ..errors import SafeError
+from ..fitabase.bundles import container
 from ..schema import Table
 from ..sql import Names
 
@@ -144,19 +145,28 @@ class Warehouse(abc.ABC):
         ]
 
     def known_files(self) -> dict[str, str]:
-        return dict(self.query(self.names.known_files()))
+        """``source_file -> fingerprint`` of every file in the ledger; a Fitabase export's participant-day
+        slices also stand for their bundle (the listing names the bundle)."""
+        known = dict(self.query(self.names.known_files()))
+        for source_file, fingerprint in list(known.items()):
+            bundle = container(source_file)
+            if bundle is not None:
+                known.setdefault(bundle, fingerprint)
+        return known
 
     def files_with_rejects(self) -> set[str]:
         """Files rejected whole, or with rejected rows: candidates for ``--retry-rejected``."""
         files = self.names.q(schema.PIPELINE_FILES.name)
-        return {
-            r[0] for r in self.query(f"SELECT source_file FROM {files} WHERE status = 'rejected' OR rows_rejected > 0")
-        }
+        found = self.query(f"SELECT source_file FROM {files} WHERE status = 'rejected' OR rows_rejected > 0")
+        return {container(r[0]) or r[0] for r in found}
 
     def files_failed_to_read(self) -> set[str]:
         """Files whose last read hit a storage or network fault: every run retries them."""
         files = self.names.q(schema.PIPELINE_FILES.name)
-        return {r[0] for r in self.query(f"SELECT source_file FROM {files} WHERE rule_id = 'read_failed'")}
+        return {
+            container(r[0]) or r[0]
+            for r in self.query(f"SELECT source_file FROM {files} WHERE rule_id = 'read_failed'")
+        }
 
     def staged_rule_counts(self) -> list[tuple[str, int]]:
         rejects = self.names.q(schema.REJECTED_RECORDS.staging_name)
