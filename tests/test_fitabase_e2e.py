@@ -1,4 +1,4 @@
-"""Fitabase end to end (work in progress): two exports sharing a boundary day, one as a folder and one as a zip,
+"""Fitabase end to end: two exports sharing a boundary day, one as a folder and one as a zip,
 run into DuckDB; the expected rows are worked out here from the CSV text with the csv module, not by the reader."""
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ NEW_FILES = {
     "dailyActivity_merged.csv": "Id,ActivityDate,TotalSteps,TotalDistance,Calories\r\n"
     "1503960366,4/12/2016,17,0.02,1985\r\n",
     "heartrate_seconds_merged.csv": "Id,Time,Value\r\n2022484408,4/12/2016 7:21:00 AM,97\r\n"
-    "2022484408,4/12/2016 7:21:05 AM,102\r\n2022484408,4/12/2016 7:21:05 AM,103\r\n",
+    "2022484408,4/12/2016 7:21:05 AM,102\r\n2022484408,4/12/2016 7:21:05 AM,103\r\n2022484408\r\n",
 }
 
 
@@ -108,7 +108,12 @@ def test_two_overlapping_exports_load_newest_wins_and_a_second_run_finds_nothing
     for _, _, _, read, loaded, rejected, duplicate, superseded_rows in ledger:
         assert read == loaded + rejected + duplicate + superseded_rows
     rules = dict(con.sql("SELECT rule_id, COUNT(*) FROM rural.rejected_records GROUP BY 1").fetchall())
-    assert rules == {"value_out_of_range": 1, "duplicate_timestamp": 1}
+    assert rules == {"value_out_of_range": 1, "duplicate_timestamp": 1, "csv_row_malformed": 1}
+    # the line that names no participant-day: one rejected ledger row of the export's heart delivery
+    (unattributed,) = by_status["rejected"]
+    assert unattributed[1] == "rows_unattributed" and unattributed[0].endswith(
+        "heart{dailyActivity_merged.csv,heartrate_seconds_merged.csv}"
+    )
     heart = con.sql("SELECT ts, value FROM rural.intraday_heart ORDER BY ts").fetchall()
     assert heart == [(dt.datetime(2016, 4, 12, 7, 21), 97.0), (dt.datetime(2016, 4, 12, 7, 21, 5), 102.0)]
     con.close()

@@ -1,13 +1,15 @@
-"""The Fitabase reader (work in progress): rules and accounting on hand-made exports of the published layout."""
+"""The Fitabase reader: rules and accounting on hand-made exports of the published layout."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 import numpy as np
+import pytest
 
 from fitbit_pipeline.fitabase.reader import parse_export
 from fitbit_pipeline.limits import DEFAULT_LIMITS
+from fitbit_pipeline.parse import FileRejected
 
 RUN = dt.date(2026, 1, 1)
 CALORIES = (
@@ -80,3 +82,14 @@ def test_the_narrow_row_of_a_minute_wins_over_the_wide_one():
     assert len(p.ts) == 60 and p.measures["value"][:3].tolist() == [0, 7, 2]
     assert (p.rows_read, p.rows_duplicate) == (62, 2)
     assert p.rejects[0]["raw_value"] == "1,4/12/2016 1:00:00 PM,Steps00,0"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [b"", b"Id,ActivityMinute\n1,4/12/2016 1:00:00 PM\n", b"Id,Time,Steps\n1,4/12/2016 1:00:00 PM,3\n"],
+)
+def test_a_file_without_its_columns_rejects_the_delivery_and_names_no_value(text):
+    with pytest.raises(FileRejected) as err:
+        parse_export("steps", [("minuteStepsNarrow_merged.csv", text)], RUN, DEFAULT_LIMITS)
+    assert err.value.rule_id == "csv_invalid" and "minuteStepsNarrow_merged.csv" in str(err.value)
+    assert "4/12/2016" not in str(err.value)
