@@ -120,3 +120,38 @@ def test_two_overlapping_exports_load_newest_wins_and_a_second_run_finds_nothing
 
     second = pipeline.run(str(source), str(lake), str(db), workers=1, run_date=RUN_DATE, gate=OPEN_GATE)
     assert second.status == "nothing-new"
+
+
+def test_a_generated_export_loads_exactly_what_was_written(tmp_path):
+    """``sample-data --layout fitabase``: every participant-day-activity's rows and value sum, as written."""
+    from fitbit_pipeline.sample_data import generate_fitabase
+
+    source, lake, db = tmp_path / "source", tmp_path / "lake", tmp_path / "wh.duckdb"
+    folder, truth = generate_fitabase(source, participants=2, days=2, start=dt.date(2016, 4, 12))
+    assert folder.name == "Fitabase Data 4.12.16-4.13.16"
+    summary = pipeline.run(str(source), str(lake), str(db), workers=2, run_date=RUN_DATE, gate=OPEN_GATE)
+    assert summary.status == "succeeded"
+    con = duckdb.connect(str(db), read_only=True)
+    for activity in ("heart", "steps", "calories"):
+        got = {
+            (pid, day): (n, total)
+            for pid, day, n, total in con.sql(
+                f"SELECT participant_id, date, COUNT(*), SUM(value) FROM rural.intraday_{activity} GROUP BY 1, 2"
+            ).fetchall()
+        }
+        want = {
+            (t.participant_id, t.date): (t.intraday_rows, t.intraday_value_sum) for t in truth if t.activity == activity
+        }
+        assert set(got) == set(want)
+        for key, (n, total) in want.items():
+            assert got[key][0] == n and abs(got[key][1] - total) < 1e-6
+    for activity in ("steps", "calories", "distance"):
+        got = dict(
+            ((pid, day), value)
+            for pid, day, value in con.sql(f"SELECT participant_id, date, value FROM rural.daily_{activity}").fetchall()
+        )
+        want = {(t.participant_id, t.date): float(t.daily_value) for t in truth if t.activity == activity}
+        assert got == want
+    levels = con.sql("SELECT COUNT(*) FROM rural.intraday_calories WHERE level IS NULL OR mets IS NULL").fetchall()[0]
+    assert levels == (0,)
+    assert con.sql("SELECT COUNT(*) FROM rural.rejected_records").fetchall() == [(0,)]

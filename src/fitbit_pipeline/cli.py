@@ -499,12 +499,12 @@ def sample_data(
     start: Annotated[str, typer.Option(help="First day, YYYY-MM-DD")] = "2024-03-04",
     hr_seconds: Annotated[bool, typer.Option("--hr-seconds", help="Heart rate at second detail")] = False,
     layout: Annotated[
-        str, typer.Option(help="by-participant-and-date | mydatahelps | careevolution | google-health")
+        str, typer.Option(help="by-participant-and-date | mydatahelps | careevolution | google-health | fitabase")
     ] = "by-participant-and-date",
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same bytes)")] = 42,
 ) -> None:
     """Write a realistic synthetic dataset whose daily totals agree with the intraday rows."""
-    from .sample_data import ALL_LAYOUTS, GOOGLE_HEALTH, generate, generate_google_health
+    from .sample_data import ALL_LAYOUTS, FITABASE, GOOGLE_HEALTH, generate, generate_fitabase, generate_google_health
 
     if layout not in ALL_LAYOUTS:
         err.print(f"unknown layout {layout!r}; choose one of {', '.join(ALL_LAYOUTS)}")
@@ -519,6 +519,11 @@ def sample_data(
             hr_step=1 if hr_seconds else 60,
         )
         console.print(f"Wrote {len(files)} Google Health API v4 documents to {out}")
+        return
+    if layout == FITABASE:
+        first = dt.date.fromisoformat(start)
+        folder, _ = generate_fitabase(out, participants=participants, days=days, start=first, seed=seed)
+        console.print(f"Wrote a Fitabase export of {participants} participants over {days} days to {folder}")
         return
     truth = generate(
         out,

@@ -38,7 +38,8 @@ LAYOUTS = ("by-participant-and-date", "mydatahelps", "careevolution")  # Fitbit 
 # Google Health API v4 documents, as `fitbit-pipeline collect` writes them (google_health/sample.py). Kept
 # out of LAYOUTS: those are Web API layouts with a SampleTruth of Web API rows.
 GOOGLE_HEALTH = "google-health"
-ALL_LAYOUTS = (*LAYOUTS, GOOGLE_HEALTH)
+FITABASE = "fitabase"  # a Fitabase CSV export (fitabase/sample.py)
+ALL_LAYOUTS = (*LAYOUTS, GOOGLE_HEALTH, FITABASE)
 
 # Float activities are written with a fixed number of decimals (trailing zeros dropped);
 # truths are computed from the same scaled integers, so they match the JSON exactly.
@@ -511,6 +512,8 @@ def _make_ids(layout: str, count: int, seed: int) -> list[str]:
                 pid = f"MDH-{a:04d}-{b:04d}"
             elif layout == "careevolution":
                 pid = f"P{int(rng.integers(100000, 1000000))}"
+            elif layout == FITABASE:  # a ten-digit number, as Fitabase's Id
+                pid = str(int(rng.integers(1_000_000_000, 10_000_000_000)))
             else:
                 pid = "".join(_ID_ALPHABET[j] for j in rng.integers(0, len(_ID_ALPHABET), 6))
             if pid not in seen:
@@ -546,8 +549,8 @@ def generate(
 
     ``participant_ids`` (if given) replaces the generated ids and sets the participant count.
     """
-    if layout == GOOGLE_HEALTH:
-        raise ValueError("the google-health layout is written by generate_google_health")
+    if layout in (GOOGLE_HEALTH, FITABASE):
+        raise ValueError(f"the {layout} layout is written by generate_{layout.replace('-', '_')}")
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; known: {', '.join(ALL_LAYOUTS)}")
     if days < 1:
@@ -588,6 +591,24 @@ def generate_google_health(
         raise ValueError("days must be at least 1")
     ids = _check_ids(participant_ids) if participant_ids is not None else _make_ids(GOOGLE_HEALTH, participants, seed)
     return gh_sample.generate(out_dir, ids, start, days, seed=seed, hr_step=hr_step)
+
+
+def generate_fitabase(
+    out_dir: str | os.PathLike,
+    *,
+    participants: int = 3,
+    days: int = 7,
+    start: datetime.date = datetime.date(2016, 4, 12),
+    seed: int = 42,
+    participant_ids: list[str] | None = None,
+) -> tuple[pathlib.Path, list[DayTruth]]:
+    """A Fitabase CSV export (see :mod:`fitbit_pipeline.fitabase.sample`): its folder and the truth."""
+    from .fitabase import sample as fitabase_sample
+
+    if days < 1:
+        raise ValueError("days must be at least 1")
+    ids = _check_ids(participant_ids) if participant_ids is not None else _make_ids(FITABASE, participants, seed)
+    return fitabase_sample.generate(out_dir, ids, start, days, seed=seed)
 
 
 def _collect(results, truth: SampleTruth, out: pathlib.Path, to_zip: bool, seed, start, days) -> None:
