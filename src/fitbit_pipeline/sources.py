@@ -121,6 +121,32 @@ def delivery_rank(export_end: dt.date | None, object_time: dt.datetime, source_f
     return f"{end}|{object_time:%Y-%m-%dT%H:%M:%S.%f}|{source_file}"
 
 
+def _object_time(rank: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(rank.split("|")[1])
+
+
+def delivery_of(parts: Sequence[SourceDoc], source_file: str, logical_path: str, end: dt.date | None) -> SourceDoc:
+    """Documents read together as one delivery named ``source_file``: its fingerprint changes when any part
+    changes or a part appears, its rank is (``end``, the newest part's time), and one unreadable part rejects
+    it whole (half a delivery would replace a whole one); that part is the one sampled and quarantined."""
+    broken = next((d for d in parts if d.error), None)
+    held = broken or parts[0]
+    digest = hashlib.sha1("\n".join(f"{d.source_file} {d.fingerprint}" for d in parts).encode()).hexdigest()
+    return SourceDoc(
+        source_file=source_file,
+        object_path=held.object_path,
+        member=held.member,
+        logical_path=logical_path,
+        size=sum(d.size for d in parts),
+        fingerprint=f"parts:{digest}",
+        delivery_rank=delivery_rank(end, max(_object_time(d.delivery_rank) for d in parts), source_file),
+        error=f"{broken.logical_path}: {broken.error}" if broken else None,
+        transient=any(d.transient for d in parts),
+        rule_id=broken.rule_id if broken else None,
+        parts=tuple(parts),
+    )
+
+
 FETCH_CONCURRENCY = int(os.environ.get("FITBIT_S3_CONCURRENCY", "16"))  # requests in flight per worker
 
 

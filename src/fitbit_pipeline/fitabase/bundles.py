@@ -13,13 +13,12 @@ sharing a boundary day the newer one wins the day. Files no table holds are list
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import posixpath
 import re
 from collections import defaultdict
 from collections.abc import Iterable
 
-from ..sources import SourceDoc, delivery_rank
+from ..sources import SourceDoc, delivery_of
 from . import files
 
 _SLICE = re.compile(r"^(?P<bundle>.+\})#(?P<participant>[^/#]+)/(?P<date>\d{4}-\d{2}-\d{2})$")
@@ -57,35 +56,13 @@ def _name(doc: SourceDoc) -> str | None:
     return m["name"] if m else None
 
 
-def _object_time(rank: str) -> str:
-    return rank.split("|")[1]
-
-
 def _bundle(activity: str, parts: list[SourceDoc], end: dt.date | None) -> SourceDoc:
     parts = sorted(parts, key=lambda d: posixpath.basename(d.logical_path))
     names = ",".join(posixpath.basename(d.logical_path) for d in parts)
     first = parts[0]
     source_file = posixpath.join(posixpath.dirname(first.source_file), f"{activity}{{{names}}}")
     logical = posixpath.join(posixpath.dirname(first.logical_path), f"{activity}{{{names}}}")
-    latest = max(_object_time(d.delivery_rank) for d in parts)
-    broken = next((d for d in parts if d.error), None)
-    fingerprint = (
-        "parts:" + hashlib.sha1("\n".join(f"{d.source_file} {d.fingerprint}" for d in parts).encode()).hexdigest()
-    )
-    held = broken or first
-    return SourceDoc(
-        source_file=source_file,
-        object_path=held.object_path,
-        member=held.member,
-        logical_path=logical,
-        size=sum(d.size for d in parts),
-        fingerprint=fingerprint,
-        delivery_rank=delivery_rank(end, dt.datetime.fromisoformat(latest), source_file),
-        error=f"{broken.logical_path}: {broken.error}" if broken else None,
-        transient=any(d.transient for d in parts),
-        rule_id=broken.rule_id if broken else None,
-        parts=tuple(parts),
-    )
+    return delivery_of(parts, source_file, logical, end)
 
 
 def _not_loaded(doc: SourceDoc, why: str) -> SourceDoc:

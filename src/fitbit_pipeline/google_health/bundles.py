@@ -13,13 +13,13 @@ participant-day-activity, never half of it.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import posixpath
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import replace
 
 from ..layouts import LayoutError, match
-from ..sources import SourceDoc, delivery_rank
+from ..sources import SourceDoc, delivery_of
 
 # Google Health deliveries rank above any Fitbit Web API delivery of the same participant-day-activity:
 # the archive is a frozen copy, the API the participant's current, reconciled record (see README).
@@ -43,10 +43,6 @@ def _named(path: str, types: list[str]) -> str:
     return posixpath.join(posixpath.dirname(folder), "{" + ",".join(types) + "}", name)
 
 
-def _object_time(rank: str) -> str:
-    return rank.split("|")[1]
-
-
 def _bundle(parts: list[SourceDoc]) -> SourceDoc:
     parts = sorted(parts, key=lambda d: posixpath.basename(posixpath.dirname(d.logical_path)))
     types = [posixpath.basename(posixpath.dirname(d.logical_path)) for d in parts]
@@ -55,27 +51,8 @@ def _bundle(parts: list[SourceDoc]) -> SourceDoc:
         source_file, logical = first.source_file, first.logical_path
     else:
         source_file, logical = _named(first.source_file, types), _named(first.logical_path, types)
-    latest = max(_object_time(d.delivery_rank) for d in parts)
-    rank = delivery_rank(PRECEDENCE_END, dt.datetime.fromisoformat(latest), source_file)
-    broken = next((d for d in parts if d.error), None)
-    fingerprint = (
-        "parts:" + hashlib.sha1("\n".join(f"{d.source_file} {d.fingerprint}" for d in parts).encode()).hexdigest()
-    )
-    held = broken or first  # an unreadable part is the one sampled and quarantined
-    return SourceDoc(
-        source_file=source_file,
-        object_path=held.object_path,
-        member=held.member,
-        logical_path=logical,
-        size=sum(d.size for d in parts),
-        fingerprint=fingerprint,
-        delivery_rank=rank,
-        # One unreadable part rejects the participant-day-activity: half of it would replace the whole.
-        error=f"{broken.logical_path}: {broken.error}" if broken else None,
-        transient=any(d.transient for d in parts),
-        rule_id=broken.rule_id if broken else None,
-        parts=tuple(parts) if len(parts) > 1 else (),
-    )
+    doc = delivery_of(parts, source_file, logical, PRECEDENCE_END)
+    return doc if len(parts) > 1 else replace(doc, parts=())
 
 
 def bundle(docs: Iterable[SourceDoc]) -> list[SourceDoc]:
