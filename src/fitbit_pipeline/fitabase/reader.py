@@ -111,6 +111,8 @@ def _numbers(col: pa.Array, codes: np.ndarray) -> np.ndarray:
 def _times(col: pa.Array, formats: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     parsed = None
     for fmt in formats:
+        if parsed is not None and parsed.null_count == 0:
+            break  # every time read: the other forms are not tried
         t = pc.strptime(pc.utf8_trim_whitespace(col), format=fmt, unit="us", error_is_null=True)
         parsed = t if parsed is None else pc.coalesce(parsed, t)
     assert parsed is not None
@@ -177,13 +179,21 @@ def _reject(rows: _Rows, i: int, rule_id: str, record: str = "intraday") -> dict
     }
 
 
+def _keys(pid: np.ndarray, ts: np.ndarray, unit: int = _US) -> np.ndarray:
+    """One int64 per (participant, ``ts // unit``): participants numbered in order of appearance."""
+    if not len(pid):
+        return np.zeros(0, np.int64)
+    codes = pa.array(pid, pa.string()).dictionary_encode().indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    steps = ts // unit
+    return (codes << 36) + (steps - steps.min())
+
+
 def _first_per_instant(pid: np.ndarray, ts: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     """Of ``candidates`` (row positions, in priority order), the positions repeating an earlier (participant,
     instant)."""
     if not len(candidates):
         return candidates
-    keys = np.char.add(pid[candidates].astype(str), "|" + ts[candidates].astype(str).astype(object))
-    _, first = np.unique(keys, return_index=True)
+    _, first = np.unique(_keys(pid[candidates], ts[candidates]), return_index=True)
     repeated = np.ones(len(candidates), dtype=bool)
     repeated[first] = False
     return candidates[repeated]
@@ -203,7 +213,7 @@ def parse_export(activity_name: str, parts: list[tuple[str, bytes]], run_date: d
             f = files.BY_NAME[name]
             by_measure.setdefault(f.measure, []).append((f, raw))
     out = _Assembly(a, run_date, limits)
-    for measure, forms in by_measure.items():
+    for measure, forms in sorted(by_measure.items(), key=lambda item: item[0] != "value"):  # the value first
         forms.sort(key=lambda fr: fr[0].wide)  # narrow first: it wins a minute both forms hold
         read = [_intraday(raw, f) for f, raw in forms]
         out.add_measure(measure, [r for r, _ in read], forms[0][0].second)
@@ -228,7 +238,9 @@ class _Assembly:
         self.duplicates: dict[tuple[str, int], int] = {}
         self.daily: dict[tuple[str, int], dict[str, Any]] = {}
         self.unattributed: list[dict[str, Any]] = []
-        self.values: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+        empty = np.zeros(0, dtype=object)
+        self.value_rows: tuple[np.ndarray, np.ndarray, np.ndarray] = (empty, np.zeros(0, np.int64), np.zeros(0))
+        self.extras: list[tuple[Any, ...]] = []  # measure, participant, ts, value, files, file, row of each
 
     def _count(self, target: dict, key: tuple[str, int], n: int = 1) -> None:
         target[key] = target.get(key, 0) + n
@@ -281,34 +293,38 @@ class _Assembly:
         good = np.flatnonzero(codes == 0)
         value = np.concatenate([r.value for r in forms])[good]
         if measure == "value":
-            self._keep(pid[good], ts[good], value)
+            self.value_rows = (pid[good], ts[good], value)
         else:
-            self._extra(measure, pid[good], ts[good], value, [(forms[which[p]], int(index[p])) for p in good])
+            self.extras.append((measure, pid[good], ts[good], value, forms, which[good], index[good]))
 
-    def _keep(self, pid: np.ndarray, ts: np.ndarray, value: np.ndarray) -> None:
-        days = ts // _DAY_US
-        keys = np.char.add(pid.astype(str), "|" + days.astype(str).astype(object))
-        order = np.lexsort((ts, keys))
-        keys, ts, value = keys[order], ts[order], value[order]
-        cuts = np.flatnonzero(keys[1:] != keys[:-1]) + 1
-        for start, end in zip([0, *cuts.tolist()], [*cuts.tolist(), len(keys)], strict=True):
-            participant, day = str(keys[start]).rsplit("|", 1)
-            key = (participant, int(day))
-            self.kept[key] = {"ts": ts[start:end], "value": value[start:end]}
+    def _join(self) -> None:
+        """Level and METs joined to the kept calories row of their participant and minute (one sorted search
+        per column), then the kept rows split into participant-days."""
+        pid, ts, value = self.value_rows
+        n = len(pid)
+        columns: dict[str, np.ndarray] = {"value": value}
+        for measure, epid, ets, evalue, forms, which, index in self.extras:
+            keys = _keys(np.concatenate([pid, epid]), np.concatenate([ts, ets]))
+            order = np.argsort(keys[:n], kind="stable")
+            ordered = keys[:n][order]
+            pos = np.searchsorted(ordered, keys[n:])
+            clipped = np.minimum(pos, max(n - 1, 0))
+            hit = (pos < n) & (ordered[clipped] == keys[n:]) if n else np.zeros(len(epid), dtype=bool)
+            column = columns.setdefault(measure, np.full(n, np.nan))
+            column[order[clipped[hit]]] = evalue[hit]
+            for k in np.flatnonzero(~hit):
+                self._reject(forms[which[k]], int(index[k]), "measure_without_value")
+        if not n:
+            return
+        day_keys = _keys(pid, ts, _DAY_US)
+        order = np.lexsort((ts, day_keys))
+        day_keys = day_keys[order]
+        cuts = (np.flatnonzero(day_keys[1:] != day_keys[:-1]) + 1).tolist()
+        for start, end in zip([0, *cuts], [*cuts, n], strict=True):
+            rows = order[start:end]
+            key = (str(pid[rows[0]]), int(ts[rows[0]] // _DAY_US))
+            self.kept[key] = {"ts": ts[rows], **{name: col[rows] for name, col in columns.items()}}
             self._count(self.read, key, end - start)
-
-    def _extra(self, measure: str, pid: np.ndarray, ts: np.ndarray, value: np.ndarray, origin: list) -> None:
-        """Level or METs joined to the kept calories row of the same participant and minute."""
-        for k, (participant, t) in enumerate(zip(pid.tolist(), ts.tolist(), strict=True)):
-            key = (str(participant), int(t // _DAY_US))
-            kept = self.kept.get(key)
-            pos = int(np.searchsorted(kept["ts"], t)) if kept is not None else -1
-            if kept is None or pos >= len(kept["ts"]) or kept["ts"][pos] != t:
-                rows, i = origin[k]
-                self._reject(rows, i, "measure_without_value")
-                continue
-            column = kept.setdefault(measure, np.full(len(kept["ts"]), np.nan))
-            column[pos] = value[k]
 
     def add_daily(self, rows: _Rows) -> None:
         """The daily total (or resting heart rate) of each participant-day; several rows of one day: none kept."""
@@ -344,6 +360,7 @@ class _Assembly:
                     self._reject(rows, i, "daily_record_repeated", "daily")
 
     def result(self, has_intraday: bool, has_daily: bool) -> ExportRead:
+        self._join()
         keys = sorted(set(self.kept) | set(self.rejects) | set(self.daily))
         slices = []
         epoch = dt.date(1970, 1, 1)
