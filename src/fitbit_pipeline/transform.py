@@ -256,8 +256,10 @@ class _Staged:
         self.columns = {a.name: _Columns(a) for a in activities.ACTIVITIES}
         self.rows: dict[str, list[dict[str, Any]]] = {t.name: [] for t in schema.STAGED_TABLES if t.kind != "intraday"}
 
-    def rejected(self, doc: SourceDoc, info: dict[str, Any], rej: FileRejected, quarantined: str | None) -> None:
-        """A delivery rejected whole: its ledger row and one reject record."""
+    def rejected(
+        self, doc: SourceDoc, info: dict[str, Any], rej: FileRejected, quarantined: str | None, record: bool = True
+    ) -> None:
+        """A delivery rejected whole: its ledger row and (``record``) one reject record for the whole."""
         ctx, rows, result = self.ctx, self.rows, self.result
         reason = str(rej) + (f" (raw bytes kept at {quarantined})" if quarantined else "")
         rows["pipeline_files"].append(
@@ -272,19 +274,20 @@ class _Staged:
                 rows_rejected=rej.rows_read,
             )
         )
-        rows["rejected_records"].append(
-            {
-                "run_id": ctx.run_id,
-                "source_file": doc.source_file,
-                **info,
-                "ts": None,
-                "row_index": None,
-                "record_type": "file",
-                "rule_id": rej.rule_id,
-                "raw_value": None,
-                "message": reason,
-            }
-        )
+        if record:
+            rows["rejected_records"].append(
+                {
+                    "run_id": ctx.run_id,
+                    "source_file": doc.source_file,
+                    **info,
+                    "ts": None,
+                    "row_index": None,
+                    "record_type": "file",
+                    "rule_id": rej.rule_id,
+                    "raw_value": None,
+                    "message": reason,
+                }
+            )
         result.statuses["rejected"] += 1
         result.rules[rej.rule_id] += 1
         result.rows["read"] += rej.rows_read
@@ -381,8 +384,7 @@ class _Staged:
             n = len(read.unattributed)
             rej = FileRejected("rows_unattributed", f"{n} rows name no participant or no valid time", n)
             info = {"participant_id": None, "activity": activity.name, "date": None}
-            self.rejected(doc, info, rej, None)
-            self.rows["rejected_records"].pop()  # the rows themselves are the records
+            self.rejected(doc, info, rej, None, record=False)  # the rows themselves are the records
             self.rejects(doc.source_file, info, read.unattributed)
 
 

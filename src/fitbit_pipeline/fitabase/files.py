@@ -46,11 +46,6 @@ class Intraday:
     wide: bool = False
     second: bool = False  # second-level (heart rate); minute files must lie on the minute
 
-    @property
-    def narrow(self) -> str:
-        """The name of the narrow form of this measure (itself when narrow)."""
-        return self.name.replace("Wide", "Narrow") if self.wide else self.name
-
 
 @dataclass(frozen=True)
 class Daily:

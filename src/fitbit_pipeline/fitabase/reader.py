@@ -59,7 +59,6 @@ class _Rows:
     time_ok: np.ndarray
     value: np.ndarray
     codes: np.ndarray
-    raw: list[str] | None = None  # filled for the rows that need it
     texts: tuple[pa.Array, ...] = ()
 
     def text(self, i: int) -> str:
