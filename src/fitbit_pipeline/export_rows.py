@@ -1,0 +1,365 @@
+"""Rows of an export file (many participants or many days in one file) checked and gathered per participant-day.
+
+Shared by the readers of whole exports (Fitabase CSV, Fitbit account exports): each reads its files into
+:class:`Rows` (participant, local time, value, the raw text for rejects), and :class:`Assembly` applies the
+rules as for the Web API (``missing_field``, ``time_invalid``, ``value_wrong_type``, ``value_out_of_range``,
+``time_off_grid`` for a minute file's row not on the minute, ``duplicate_timestamp``: the first row of a
+participant's instant kept, files in the order given), joins the extra measures (calories ``level``, ``mets``)
+to their minute, and splits everything into participant-days, each a :class:`Slice`. A level or METs row whose
+minute has no kept value is ``measure_without_value``; a row without a participant or a valid time belongs to no
+participant-day and is returned apart (``unattributed``). Columnar throughout: numpy and pyarrow, no Python
+object per row.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from . import activities
+from .limits import Limits
+from .parse import _CODE, _ROW_RULES, FileRejected, Parsed, _check_measure, _not_integral, _raw, _set
+from .rules import rule
+
+_US = 1_000_000
+_DAY_US = 86_400 * _US
+_NUMBER = r"^\s*-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*$"
+
+
+@dataclass
+class Slice:
+    """One participant-day of the export: its parsed rows, or why it is rejected whole."""
+
+    participant: str
+    date: dt.date
+    parsed: Parsed | None = None
+    rejected: FileRejected | None = None
+
+
+@dataclass
+class ExportRead:
+    slices: list[Slice]
+    unattributed: list[dict[str, Any]] = field(default_factory=list)  # reject records of no participant-day
+
+
+@dataclass
+class Rows:
+    """One file's rows, typed: participant text, local time (µs), value, rule code, and their raw text.
+
+    ``name`` is the file's name, quoted in every reject message."""
+
+    name: str
+    pid: np.ndarray  # object array of participant ids ("" when missing)
+    ts: np.ndarray  # int64 µs, local wall clock; meaningless where the time is invalid
+    time_ok: np.ndarray
+    value: np.ndarray
+    codes: np.ndarray
+    texts: tuple[pa.Array, ...] = ()  # the columns whose text, joined by commas, shows a rejected row
+    utc: np.ndarray | None = None  # int64 µs, the instant, where the file gives it (-1: unknown)
+    records: list[Any] | None = None  # the parsed JSON records, shown instead of ``texts``
+
+    def text(self, i: int) -> str:
+        if self.records is not None:
+            return _raw(self.records[i])
+        return ",".join(str(col[i].as_py()) for col in self.texts)
+
+
+def header(raw: bytes, name: str) -> list[str]:
+    first = raw[: raw.find(b"\n") if b"\n" in raw else len(raw)].decode("utf-8-sig", "replace")
+    names = next(csv.reader(io.StringIO(first)), [])
+    if not names:
+        raise FileRejected("csv_invalid", f"{name}: no header row")
+    return [h.strip() for h in names]
+
+
+def read_csv(raw: bytes, name: str, columns: list[str]) -> tuple[pa.Table, list[str]]:
+    """The named columns as text, and the lines the reader could not split (kept for the rejects)."""
+    names = header(raw, name)
+    missing = [c for c in columns if c not in names]
+    if missing:
+        raise FileRejected("csv_invalid", f"{name}: no column {missing[0]!r}")
+    malformed: list[str] = []
+
+    def keep(row: Any) -> str:
+        malformed.append(row.text)
+        return "skip"
+
+    try:
+        table = pacsv.read_csv(
+            pa.BufferReader(raw),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=keep),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(columns, pa.string()), include_columns=columns, strings_can_be_null=False
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowKeyError) as exc:
+        raise FileRejected("csv_invalid", f"{name}: {type(exc).__name__}") from None
+    return table, malformed
+
+
+def numbers(col: pa.Array, codes: np.ndarray) -> np.ndarray:
+    empty = pc.equal(pc.utf8_trim_whitespace(col), "").to_numpy(zero_copy_only=False)
+    ok = pc.match_substring_regex(col, _NUMBER).to_numpy(zero_copy_only=False)
+    _set(codes, empty, "missing_field")
+    _set(codes, ~ok, "value_wrong_type")
+    clean = pc.if_else(pa.array(ok), pc.utf8_trim_whitespace(col), "0")
+    return pc.cast(clean, pa.float64()).to_numpy(zero_copy_only=False)
+
+
+def times(col: pa.Array, formats: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    parsed = None
+    for fmt in formats:
+        if parsed is not None and parsed.null_count == 0:
+            break  # every time read: the other forms are not tried
+        t = pc.strptime(pc.utf8_trim_whitespace(col), format=fmt, unit="us", error_is_null=True)
+        parsed = t if parsed is None else pc.coalesce(parsed, t)
+    assert parsed is not None
+    ok = pc.is_valid(parsed).to_numpy(zero_copy_only=False)
+    ts = pc.fill_null(parsed.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
+    return ts, ok
+
+
+def typed(
+    name: str,
+    pid: pa.Array,
+    ts: np.ndarray,
+    ok: np.ndarray,
+    values: pa.Array,
+    texts: tuple,
+    utc: np.ndarray | None = None,
+) -> Rows:
+    """A file's rows from their text columns: participant and value checked, times already read (``ok``)."""
+    n = len(pid)
+    codes = np.zeros(n, dtype=np.int8)
+    pid_text = pc.utf8_trim_whitespace(pid)
+    _set(codes, pc.equal(pid_text, "").to_numpy(zero_copy_only=False), "missing_field")
+    _set(codes, ~ok, "time_invalid")
+    value = numbers(values, codes)
+    return Rows(name, pid_text.to_numpy(zero_copy_only=False), ts, ok, value, codes, texts=texts)
+
+
+def _reject(rows: Rows, i: int, rule_id: str, record: str = "intraday") -> dict[str, Any]:
+    return {
+        "record_type": record,
+        "rule_id": rule_id,
+        "raw_value": rows.text(i),
+        "message": f"{rule(rule_id).message} ({rows.name})",
+        "ts": int(rows.ts[i]) if rows.time_ok[i] and record == "intraday" else None,
+        "row_index": int(i),
+    }
+
+
+def _keys(pid: np.ndarray, ts: np.ndarray, unit: int = _US) -> np.ndarray:
+    """One int64 per (participant, ``ts // unit``): participants numbered in order of appearance."""
+    if not len(pid):
+        return np.zeros(0, np.int64)
+    codes = pa.array(pid, pa.string()).dictionary_encode().indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    steps = ts // unit
+    return (codes << 36) + (steps - steps.min())
+
+
+def _first_per_instant(pid: np.ndarray, ts: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Of ``candidates`` (row positions, in priority order), the positions repeating an earlier (participant,
+    instant)."""
+    if not len(candidates):
+        return candidates
+    _, first = np.unique(_keys(pid[candidates], ts[candidates]), return_index=True)
+    repeated = np.ones(len(candidates), dtype=bool)
+    repeated[first] = False
+    return candidates[repeated]
+
+
+class Assembly:
+    """The rows of one activity gathered per participant-day."""
+
+    def __init__(self, a: activities.Activity, run_date: dt.date, limits: Limits) -> None:
+        self.a, self.run_date, self.limits = a, run_date, limits
+        self.kept: dict[tuple[str, int], dict[str, Any]] = {}  # slice -> {"ts": ..., measure: ...}
+        self.rejects: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        self.read: dict[tuple[str, int], int] = {}
+        self.duplicates: dict[tuple[str, int], int] = {}
+        self.daily: dict[tuple[str, int], dict[str, Any]] = {}
+        self.unattributed: list[dict[str, Any]] = []
+        empty = np.zeros(0, dtype=object)
+        self.value_rows: tuple[np.ndarray, np.ndarray, np.ndarray] = (empty, np.zeros(0, np.int64), np.zeros(0))
+        self.value_utc: np.ndarray | None = None  # the instants of the kept values, where the files give them
+        self.extras: list[tuple[Any, ...]] = []  # measure, participant, ts, value, files, file, row of each
+
+    def _count(self, target: dict, key: tuple[str, int], n: int = 1) -> None:
+        target[key] = target.get(key, 0) + n
+
+    def _attributed(self, rows: Rows, i: int) -> tuple[str, int] | None:
+        if not rows.time_ok[i] or not rows.pid[i]:
+            return None
+        return (str(rows.pid[i]), int(rows.ts[i] // _DAY_US))
+
+    def _reject(self, rows: Rows, i: int, rule_id: str, record: str = "intraday") -> None:
+        key = self._attributed(rows, i)
+        item = _reject(rows, i, rule_id, record)
+        if key is None:
+            self.unattributed.append(item)
+            return
+        self.rejects.setdefault(key, []).append(item)
+        self._count(self.read, key)
+        if rule_id == "duplicate_timestamp":
+            self._count(self.duplicates, key)
+
+    def add_malformed(self, name: str, lines: list[str]) -> None:
+        for i, text in enumerate(lines):
+            self.unattributed.append(
+                {
+                    "record_type": "intraday",
+                    "rule_id": "csv_row_malformed",
+                    "raw_value": text[:500],
+                    "message": f"{rule('csv_row_malformed').message} ({name})",
+                    "ts": None,
+                    "row_index": i,
+                }
+            )
+
+    def add_measure(self, measure: str, forms: list[Rows], second: bool) -> None:
+        m = next(x for x in self.a.measures if x.name == measure)
+        bounds = self.limits.range(f"{self.a.name}.{measure}")
+        for rows in forms:
+            _check_measure(rows.value, m, bounds, rows.codes, 1 / 60 if second else 1)
+            if not second:
+                _set(rows.codes, rows.time_ok & (rows.ts % (60 * _US) != 0), "time_off_grid")
+        pid = np.concatenate([r.pid for r in forms])
+        ts = np.concatenate([r.ts for r in forms])
+        codes = np.concatenate([r.codes for r in forms])
+        which = np.concatenate([np.full(len(r.pid), k) for k, r in enumerate(forms)])
+        index = np.concatenate([np.arange(len(r.pid)) for r in forms])
+        repeated = _first_per_instant(pid, ts, np.flatnonzero(codes == 0))
+        codes[repeated] = _CODE["duplicate_timestamp"]
+        for pos in np.flatnonzero(codes):
+            self._reject(forms[which[pos]], int(index[pos]), _ROW_RULES[codes[pos]])
+        good = np.flatnonzero(codes == 0)
+        value = np.concatenate([r.value for r in forms])[good]
+        if measure == "value":
+            self.value_rows = (pid[good], ts[good], value)
+            if any(r.utc is not None for r in forms):
+                given = [r.utc if r.utc is not None else np.full(len(r.pid), -1, np.int64) for r in forms]
+                self.value_utc = np.concatenate(given)[good]
+        else:
+            self.extras.append((measure, pid[good], ts[good], value, forms, which[good], index[good]))
+
+    def _join(self) -> None:
+        """Level and METs joined to the kept calories row of their participant and minute (one sorted search
+        per column), then the kept rows split into participant-days."""
+        pid, ts, value = self.value_rows
+        n = len(pid)
+        columns: dict[str, np.ndarray] = {"value": value}
+        if self.value_utc is not None:
+            columns["utc"] = self.value_utc
+        for measure, epid, ets, evalue, forms, which, index in self.extras:
+            keys = _keys(np.concatenate([pid, epid]), np.concatenate([ts, ets]))
+            order = np.argsort(keys[:n], kind="stable")
+            ordered = keys[:n][order]
+            pos = np.searchsorted(ordered, keys[n:])
+            clipped = np.minimum(pos, max(n - 1, 0))
+            hit = (pos < n) & (ordered[clipped] == keys[n:]) if n else np.zeros(len(epid), dtype=bool)
+            column = columns.setdefault(measure, np.full(n, np.nan))
+            column[order[clipped[hit]]] = evalue[hit]
+            for k in np.flatnonzero(~hit):
+                self._reject(forms[which[k]], int(index[k]), "measure_without_value")
+        if not n:
+            return
+        day_keys = _keys(pid, ts, _DAY_US)
+        order = np.lexsort((ts, day_keys))
+        day_keys = day_keys[order]
+        cuts = (np.flatnonzero(day_keys[1:] != day_keys[:-1]) + 1).tolist()
+        for start, end in zip([0, *cuts], [*cuts, n], strict=True):
+            rows = order[start:end]
+            key = (str(pid[rows[0]]), int(ts[rows[0]] // _DAY_US))
+            self.kept[key] = {"ts": ts[rows], **{name: col[rows] for name, col in columns.items()}}
+            self._count(self.read, key, end - start)
+
+    def add_daily(self, rows: Rows) -> None:
+        """The daily total (or resting heart rate) of each participant-day; several rows of one day: none kept."""
+        a = self.a
+        candidates: dict[tuple[str, int], list[tuple[int, dict[str, Any]]]] = {}
+        for i in range(len(rows.pid)):
+            code = _ROW_RULES[rows.codes[i]]
+            if code in ("missing_field", "time_invalid") and self._attributed(rows, i) is None:
+                self._reject(rows, i, code, "daily")
+                continue
+            number = float(rows.value[i])
+            if a.daily == "heart":
+                lo, hi = self.limits.range("heart.resting_heart_rate")
+                if code or not (lo <= number <= hi and number.is_integer()):
+                    self._reject(rows, i, "resting_hr_out_of_range", "daily")
+                    continue
+                record: dict[str, Any] = {"resting_heart_rate": int(number)}
+            else:
+                integral = a.daily_kind != "int" or number.is_integer()
+                if code or number < 0 or not np.isfinite(number) or not integral:
+                    self._reject(rows, i, "daily_value_invalid", "daily")
+                    continue
+                record = {"value": int(number) if a.daily_kind == "int" else number}
+            key = self._attributed(rows, i)
+            assert key is not None
+            candidates.setdefault(key, []).append((i, record))
+        for key, found in candidates.items():
+            if len(found) == 1:
+                self.daily[key] = found[0][1]
+                self._count(self.read, key)
+            else:
+                for i, _ in found:
+                    self._reject(rows, i, "daily_record_repeated", "daily")
+
+    def result(self, has_intraday: bool, has_daily: bool, daily_file: str, daily_required: bool) -> ExportRead:
+        """The participant-days; ``daily_file`` names the file of the daily rows in findings, and
+        ``daily_required`` says whether a day with minute rows but no daily row is a finding."""
+        self._join()
+        keys = sorted(set(self.kept) | set(self.rejects) | set(self.daily))
+        slices = []
+        epoch = dt.date(1970, 1, 1)
+        for key in keys:
+            participant, days = key
+            day = epoch + dt.timedelta(days=days)
+            read = self.read.get(key, 0)
+            if day > self.run_date:
+                detail = f"{day} is after the run date {self.run_date}"
+                slices.append(Slice(participant, day, rejected=FileRejected("date_in_future", detail, read)))
+                continue
+            kept = self.kept.get(key, {"ts": np.zeros(0, np.int64), "value": np.zeros(0)})
+            n = len(kept["ts"])
+            measures = {m.name: kept.get(m.name, np.full(n, np.nan)).astype(np.float64) for m in self.a.measures}
+            daily = self.daily.get(key)
+            findings = _not_integral(self.a, {k: v[~np.isnan(v)] for k, v in measures.items()})
+            if daily and "value" in daily and n:
+                tolerance = self.limits.tolerance(self.a.name)
+                if abs(float(measures["value"].sum()) - daily["value"]) > tolerance + 1e-9:
+                    detail = f"daily total and intraday sum differ by more than {tolerance:g}"
+                    findings.append(("daily_total_mismatch", detail))
+            if has_daily and daily is None and n and daily_required:
+                findings.append(("daily_summary_missing", f"no {daily_file} row for the day"))
+            if has_intraday and daily is not None and not n and key not in self.rejects:
+                findings.append(("intraday_missing", f"a {daily_file} row without intraday rows"))
+            rejects = self.rejects.get(key, [])
+            duplicates = self.duplicates.get(key, 0)
+            parsed = Parsed(
+                date=day,
+                dataset_type="second" if self.a.name == "heart" else "minute",
+                dataset_interval=1,
+                ts=kept["ts"].astype(np.int64),
+                measures=measures,
+                daily=daily,
+                zones=[],
+                rejects=rejects,
+                findings=findings,
+                rows_read=read,
+                rows_rejected=len(rejects) - duplicates,
+                rows_duplicate=duplicates,
+                ts_utc=kept["utc"].astype(np.int64) if "utc" in kept else None,
+            )
+            slices.append(Slice(participant, day, parsed=parsed))
+        return ExportRead(slices, self.unattributed)
