@@ -48,6 +48,7 @@ class Slice:
 class ExportRead:
     slices: list[Slice]
     unattributed: list[dict[str, Any]] = field(default_factory=list)  # reject records of no participant-day
+    empty: list[str] = field(default_factory=list)  # files read that hold no measurement (``no data``)
 
 
 @dataclass
@@ -282,38 +283,43 @@ class Assembly:
             self.kept[key] = {"ts": ts[rows], **{name: col[rows] for name, col in columns.items()}}
             self._count(self.read, key, end - start)
 
-    def add_daily(self, rows: Rows) -> None:
-        """The daily total (or resting heart rate) of each participant-day; several rows of one day: none kept."""
-        a = self.a
-        candidates: dict[tuple[str, int], list[tuple[int, dict[str, Any]]]] = {}
-        for i in range(len(rows.pid)):
-            code = _ROW_RULES[rows.codes[i]]
-            if code in ("missing_field", "time_invalid") and self._attributed(rows, i) is None:
-                self._reject(rows, i, code, "daily")
-                continue
-            number = float(rows.value[i])
-            if a.daily == "heart":
-                lo, hi = self.limits.range("heart.resting_heart_rate")
-                if code or not (lo <= number <= hi and number.is_integer()):
-                    self._reject(rows, i, "resting_hr_out_of_range", "daily")
-                    continue
-                record: dict[str, Any] = {"resting_heart_rate": int(number)}
-            else:
-                integral = a.daily_kind != "int" or number.is_integer()
-                if code or number < 0 or not np.isfinite(number) or not integral:
-                    self._reject(rows, i, "daily_value_invalid", "daily")
-                    continue
-                record = {"value": int(number) if a.daily_kind == "int" else number}
-            key = self._attributed(rows, i)
-            assert key is not None
-            candidates.setdefault(key, []).append((i, record))
+    def add_daily(self, *daily_files: Rows) -> None:
+        """The daily total (or resting heart rate) of each participant-day; several rows of one day (in one file
+        or several): none kept."""
+        candidates: dict[tuple[str, int], list[tuple[Rows, int, dict[str, Any]]]] = {}
+        for rows in daily_files:
+            for i in range(len(rows.pid)):
+                record = self._daily_record(rows, i)
+                key = self._attributed(rows, i)
+                if record is not None and key is not None:
+                    candidates.setdefault(key, []).append((rows, i, record))
         for key, found in candidates.items():
             if len(found) == 1:
-                self.daily[key] = found[0][1]
+                self.daily[key] = found[0][2]
                 self._count(self.read, key)
             else:
-                for i, _ in found:
+                for rows, i, _ in found:
                     self._reject(rows, i, "daily_record_repeated", "daily")
+
+    def _daily_record(self, rows: Rows, i: int) -> dict[str, Any] | None:
+        """The daily record of row ``i``, or None when the row is rejected."""
+        a = self.a
+        code = _ROW_RULES[rows.codes[i]]
+        if code in ("missing_field", "time_invalid") and self._attributed(rows, i) is None:
+            self._reject(rows, i, code, "daily")
+            return None
+        number = float(rows.value[i])
+        if a.daily == "heart":
+            lo, hi = self.limits.range("heart.resting_heart_rate")
+            if code or not (lo <= number <= hi and number.is_integer()):
+                self._reject(rows, i, "resting_hr_out_of_range", "daily")
+                return None
+            return {"resting_heart_rate": int(number)}
+        integral = a.daily_kind != "int" or number.is_integer()
+        if code or number < 0 or not np.isfinite(number) or not integral:
+            self._reject(rows, i, "daily_value_invalid", "daily")
+            return None
+        return {"value": int(number) if a.daily_kind == "int" else number}
 
     def result(self, has_intraday: bool, has_daily: bool, daily_file: str, daily_required: bool) -> ExportRead:
         """The participant-days; ``daily_file`` names the file of the daily rows in findings, and

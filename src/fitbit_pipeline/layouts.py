@@ -21,6 +21,11 @@ LAYOUTS: dict[str, re.Pattern[str]] = {
     "fitabase": re.compile(
         r"(?:^|/)(?P<activity>[a-z]+)\{(?P<files>[A-Za-z0-9_]+_merged\.csv(?:,[A-Za-z0-9_]+_merged\.csv)*)\}$"
     ),
+    # Fitbit account export: one participant's files of one activity, listed together (account_export/bundles.py):
+    # <participant root>/<activity>{fitbit-account-export}, the participant root P001 or P001.zip
+    "account-export": re.compile(
+        r"(?:^|/)(?P<participant>[^/]+?)(?:\.zip)?/(?P<activity>[a-z]+)\{fitbit-account-export\}$"
+    ),
     # Google Health API v4: google-health/<participant>/<data-type>/<YYYY-MM-DD>.json (one civil day); a
     # participant-day of one activity read from several data types is named {type,type,...} (see sources.py).
     "google-health": re.compile(
@@ -66,6 +71,8 @@ def match(path: str) -> PathInfo:
             continue
         if name == "fitabase":  # many participants and days: the reader tells them apart
             return PathInfo(name, "", m["activity"], dt.date.min, tuple(m["files"].split(",")))
+        if name == "account-export":  # many days: the reader tells them apart
+            return PathInfo(name, m["participant"], m["activity"], dt.date.min)
         try:
             day = dt.date.fromisoformat(m["date"])
         except ValueError:

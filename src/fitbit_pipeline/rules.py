@@ -52,6 +52,8 @@ _RULES = (
     Rule("csv_row_malformed", "error", "row", "a CSV line the reader cannot split into the header's fields"),
     Rule("rows_unattributed", "error", "file", "rows of the export that name no participant or no valid time"),
     Rule("measure_without_value", "error", "row", "a level or METs row without a kept calories row of its minute"),
+    Rule("zone_unknown", "error", "file", "UTC times without a time zone for the participant: no local day"),
+    Rule("participant_unknown", "error", "file", "the path has no segment naming the account export's participant"),
     # Daily summary rows.
     Rule("daily_value_invalid", "error", "summary", "the daily total is not a non-negative number"),
     Rule("resting_hr_out_of_range", "error", "summary", "resting heart rate outside the plausible range"),
@@ -68,6 +70,8 @@ _RULES = (
     Rule("link_to_directory", "warning", "file", "a link to a directory in the source: skipped, not followed"),
     Rule("special_file", "warning", "file", "a FIFO, socket, device or broken link in the source: skipped"),
     Rule("fitabase_not_loaded", "warning", "file", "a Fitabase file of a kind no table holds (sleep, weight, ...)"),
+    Rule("account_export_not_loaded", "warning", "file", "an account export file of a kind no table holds"),
+    Rule("no_data_file", "warning", "file", "an account export file without measurements ('no data', empty)"),
 )
 
 RULES: dict[str, Rule] = {r.id: r for r in _RULES}

@@ -41,6 +41,12 @@ class Settings(BaseSettings):
         ge=1,
         description="largest loose source file read; larger ones are rejected (file_too_large)",
     )
+    fitbit_account_export_participant_segment: int = Field(
+        0,
+        ge=0,
+        description="Fitbit account exports: the segment of the path below the source root (0: the first folder, "
+        "or archive) that names the participant",
+    )
     fitbit_engine: Literal["local", "spark"] = Field(
         "local", description="transform engine: local (process pool) or spark (local[*] or the running session)"
     )

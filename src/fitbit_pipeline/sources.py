@@ -302,10 +302,11 @@ def list_documents(uri: str, max_file_bytes: int | None = None) -> Listing:
         if size > limit:
             error, rule_id = f"larger than {limit} bytes", "file_too_large"
         docs.append(SourceDoc(uri_path, uri_path, None, rel, size, _fingerprint(info), rank, error, rule_id=rule_id))
+    from .account_export.bundles import bundle as account_exports
     from .fitabase.bundles import bundle as fitabase_exports
     from .google_health.bundles import bundle
 
-    docs = fitabase_exports(bundle(docs))
+    docs = account_exports(fitabase_exports(bundle(docs)), full_uri(fs, root))
     docs.sort(key=lambda d: d.source_file)
     return Listing(docs, len(found), total)
 

@@ -145,3 +145,23 @@ def convert(local_us: np.ndarray, day: dt.date, zone: str | None) -> tuple[np.nd
             utc[i] = us - off0  # fold=0: the first occurrence (daylight time)
             codes[i] = 2  # ambiguous
     return utc, codes
+
+
+_BUCKET_US = 15 * 60 * _US  # every UTC offset change of the tz database falls on a quarter hour
+
+
+def from_utc(utc_us: np.ndarray, zone: str) -> np.ndarray:
+    """Local wall-clock microseconds for UTC instants in ``zone``: one offset per quarter hour the instants
+    touch (the zone's transitions fall on quarter hours), so a year of seconds costs a few thousand lookups."""
+    if not len(utc_us):
+        return utc_us.astype(np.int64)
+    tz = ZoneInfo(zone)
+    buckets, inverse = np.unique(utc_us // _BUCKET_US, return_inverse=True)
+    offsets = np.array(
+        [
+            int(dt.datetime.fromtimestamp(int(b) * _BUCKET_US / _US, dt.UTC).astimezone(tz).utcoffset().total_seconds())  # type: ignore[union-attr]
+            for b in buckets.tolist()
+        ],
+        dtype=np.int64,
+    )
+    return utc_us + offsets[inverse] * _US

@@ -25,10 +25,11 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from . import activities, lifeline, schema
+from .account_export.reader import parse_account_export
 from .fitabase.bundles import slice_id
 from .fitabase.reader import parse_export
 from .google_health.reader import parse_delivery
-from .layouts import LayoutError, match
+from .layouts import LayoutError, PathInfo, match
 from .limits import DEFAULT_LIMITS, Limits
 from .parse import FileContext, FileRejected, Parsed, parse_document
 from .rules import rule
@@ -36,6 +37,7 @@ from .sources import Reader, SourceDoc, filesystem, full_uri, is_transient
 from .timezones import FLAGS, ZoneMap, convert
 
 _EPOCH = dt.date(1970, 1, 1)
+_EXPORTS = ("fitabase", "account-export")  # layouts of whole exports: many days (and participants) a delivery
 CHUNK_BYTES = 16 << 20  # measured in bench/: faster and lighter than 32 MB on 2 cores
 CHUNK_DOCS = 400
 QUARANTINE_FULL_BYTES = 1 << 20  # a larger reject keeps its first QUARANTINE_HEAD_BYTES, its size and SHA-256
@@ -293,6 +295,12 @@ class _Staged:
         result.rows["read"] += rej.rows_read
         result.rows["rejected"] += rej.rows_read
 
+    def skipped(self, doc: SourceDoc) -> None:
+        """A document not read (its rule a warning): a skipped ledger row."""
+        _skipped(doc, self.ctx, self.rows)
+        self.result.statuses["skipped"] += 1
+        self.result.rules[doc.rule_id or ""] += 1
+
     def rejects(self, source_file: str, info: dict[str, Any], rejects: list[dict[str, Any]]) -> None:
         for r in rejects:
             ts = r["ts"]
@@ -362,11 +370,24 @@ class _Staged:
         result.rows["rejected"] += parsed.rows_rejected
         result.rows["duplicate"] += parsed.rows_duplicate
 
-    def export(self, doc: SourceDoc, activity: activities.Activity, parts: list[tuple[SourceDoc, bytes]]) -> None:
-        """A Fitabase export's files of one activity: each participant-day a delivery of its own (a slice);
-        rows of no participant-day on one rejected ledger row of the bundle."""
-        named = [(posixpath.basename(p.logical_path), b) for p, b in parts]
-        read = parse_export(activity.name, named, self.ctx.run_date, self.ctx.limits)
+    def export(
+        self, doc: SourceDoc, path: PathInfo, activity: activities.Activity, parts: list[tuple[SourceDoc, bytes]]
+    ) -> None:
+        """A whole export's files of one activity (Fitabase, Fitbit account export): each participant-day a
+        delivery of its own (a slice); rows of no participant-day on one rejected ledger row of the bundle; an
+        account export's files without measurements on skipped ledger rows of their own."""
+        ctx = self.ctx
+        if path.layout == "fitabase":
+            named = [(posixpath.basename(p.logical_path), b) for p, b in parts]
+            read = parse_export(activity.name, named, ctx.run_date, ctx.limits)
+            not_loaded = "fitabase_not_loaded"
+        else:
+            by_path = {p.logical_path: p for p, _ in parts}
+            named = [(p.logical_path, b) for p, b in parts]
+            read = parse_account_export(activity.name, path.participant_id, named, ctx.run_date, ctx.limits, ctx.zones)
+            not_loaded = "account_export_not_loaded"
+            for empty in read.empty:
+                self.skipped(replace(by_path[empty], rule_id="no_data_file", error="the file holds no measurements"))
         for s in read.slices:
             piece = replace(doc, source_file=slice_id(doc.source_file, s.participant, s.date), size=0)
             info = {"participant_id": s.participant, "activity": activity.name, "date": s.date}
@@ -376,10 +397,7 @@ class _Staged:
                 assert s.parsed is not None
                 self.parsed(piece, s.participant, activity, s.parsed)
         if not read.slices and not read.unattributed:  # e.g. no Floors column in dailyActivity: nothing to hold
-            empty = replace(doc, rule_id="fitabase_not_loaded", error=f"the export holds no {activity.name} rows")
-            _skipped(empty, self.ctx, self.rows)
-            self.result.statuses["skipped"] += 1
-            self.result.rules["fitabase_not_loaded"] += 1
+            self.skipped(replace(doc, rule_id=not_loaded, error=f"the export holds no {activity.name} rows"))
         if read.unattributed:
             n = len(read.unattributed)
             rej = FileRejected("rows_unattributed", f"{n} rows name no participant or no valid time", n)
@@ -400,9 +418,7 @@ def process_chunk(chunk_id: str, docs: Sequence[SourceDoc], ctx: RunContext) -> 
             data: bytes | _Sample | None = None
             info: dict[str, Any] = {}
             if doc.rule_id and rule(doc.rule_id).severity == "warning":
-                _skipped(doc, ctx, rows)
-                result.statuses["skipped"] += 1
-                result.rules[doc.rule_id] += 1
+                staged.skipped(doc)
                 continue
             try:
                 if doc.rule_id == "file_too_large":
@@ -419,13 +435,13 @@ def process_chunk(chunk_id: str, docs: Sequence[SourceDoc], ctx: RunContext) -> 
                 except LayoutError as exc:
                     raise FileRejected("unknown_layout", f"{exc}: {doc.logical_path}") from None
                 info = {"participant_id": path.participant_id or None, "activity": path.activity, "date": None}
-                if path.layout != "fitabase":
+                if path.layout not in _EXPORTS:
                     info["date"] = path.date
                 activity = activities.BY_NAME.get(path.activity)
                 if activity is None:
                     raise FileRejected("unknown_layout", f"unknown activity '{path.activity}'")
-                if path.layout == "fitabase":
-                    staged.export(doc, activity, parts)
+                if path.layout in _EXPORTS:
+                    staged.export(doc, path, activity, parts)
                     result.bytes_read += len(data)
                     continue
                 fctx = FileContext(doc.source_file, path.participant_id, activity, path.date, ctx.run_date, ctx.limits)

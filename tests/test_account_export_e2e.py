@@ -1,0 +1,171 @@
+"""Fitbit account exports end to end: one participant's Global Export Data JSON (a folder, New York: the spring
+and autumn DST days), another's Takeout CSVs (a zip, London: the autumn DST day), run into DuckDB.
+
+The fixtures (tests/fixtures/account_export) follow the published layouts (docs/formats/fitbit-account-export.md).
+The expected values below were worked out by hand from the file text and the zones' rules, not by the reader:
+New York is UTC-5 (EST) until 2024-03-10 07:00Z, then UTC-4 (EDT) until 2024-11-03 06:00Z; London is UTC+1
+(BST) until 2024-10-27 01:00Z, then UTC+0.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import pathlib
+import shutil
+import zipfile
+
+import duckdb
+import pytest
+
+from fitbit_pipeline import pipeline
+from fitbit_pipeline.timezones import ZoneMap, ZoneSpan
+
+from .hardening_support import OPEN_GATE
+
+FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "account_export"
+RUN_DATE = dt.date(2026, 12, 1)
+ZONES = ZoneMap({"P1": (ZoneSpan("America/New_York", None, None),), "P2": (ZoneSpan("Europe/London", None, None),)})
+T = dt.datetime
+
+
+def _source(tmp_path: pathlib.Path) -> pathlib.Path:
+    """P1 as a folder, P2 as ``P2.zip`` holding ``Takeout/...`` (the participant is the first path segment)."""
+    source = tmp_path / "source"
+    shutil.copytree(FIXTURES / "P1", source / "P1")
+    with zipfile.ZipFile(source / "P2.zip", "w") as zf:
+        for path in sorted((FIXTURES / "P2").rglob("*")):
+            if path.is_file():
+                zf.write(path, path.relative_to(FIXTURES / "P2").as_posix())
+    return source
+
+
+class _Warehouse:
+    """Queries on the run's DuckDB file, each on a connection of its own (a run may follow)."""
+
+    def __init__(self, db: pathlib.Path) -> None:
+        self.db = db
+
+    def sql(self, query: str) -> list[tuple]:
+        with duckdb.connect(str(self.db), read_only=True) as con:
+            return con.sql(query).fetchall()
+
+
+def _rows(con: _Warehouse, table: str) -> list[tuple]:
+    return con.sql(f"SELECT participant_id, ts, ts_utc, value FROM rural.{table} ORDER BY 1, 2")
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("account")
+    source, lake, db = _source(tmp_path), tmp_path / "lake", tmp_path / "wh.duckdb"
+    summary = pipeline.run(str(source), str(lake), str(db), workers=2, run_date=RUN_DATE, gate=OPEN_GATE, zones=ZONES)
+    return summary, _Warehouse(db), (source, lake, db)
+
+
+def test_heart_rate_in_utc_lands_on_local_days_across_both_dst_changes(loaded):
+    summary, con, _ = loaded
+    assert summary.status == "succeeded"
+    assert _rows(con, "intraday_heart") == [
+        # spring forward (New York): 06:59:55Z is 01:59:55 EST, 07:00:10Z is 03:00:10 EDT; 03:59:50Z on the
+        # 11th is still the 10th locally; the repeated 07:00:10Z sample is a duplicate, 300 and "fast" rejected
+        ("P1", T(2024, 3, 10, 0, 0, 5), T(2024, 3, 10, 5, 0, 5), 61.0),
+        ("P1", T(2024, 3, 10, 1, 59, 55), T(2024, 3, 10, 6, 59, 55), 62.0),
+        ("P1", T(2024, 3, 10, 3, 0, 10), T(2024, 3, 10, 7, 0, 10), 63.0),
+        ("P1", T(2024, 3, 10, 23, 59, 50), T(2024, 3, 11, 3, 59, 50), 58.0),
+        # fall back (New York): 05:30Z and 06:30Z are both 01:30 local; the table holds one row a local
+        # time, so the second is a duplicate (counted, with its raw text)
+        ("P1", T(2024, 11, 3, 0, 0), T(2024, 11, 3, 4, 0), 70.0),
+        ("P1", T(2024, 11, 3, 1, 30), T(2024, 11, 3, 5, 30), 71.0),
+        ("P1", T(2024, 11, 3, 23, 59, 59), T(2024, 11, 4, 4, 59, 59), 73.0),
+        # fall back (London): 00:00:04Z is 01:00:04 BST, 01:00:04Z is 01:00:04 GMT (a duplicate)
+        ("P2", T(2024, 10, 27, 0, 30), T(2024, 10, 26, 23, 30), 64.0),
+        ("P2", T(2024, 10, 27, 1, 0, 4), T(2024, 10, 27, 0, 0, 4), 65.0),
+        ("P2", T(2024, 10, 27, 23, 59, 59), T(2024, 10, 27, 23, 59, 59), 67.0),
+    ]
+
+
+def test_minute_series_are_placed_and_converted_to_the_tables_units(loaded):
+    _, con, _ = loaded
+    assert _rows(con, "intraday_steps") == [
+        ("P1", T(2024, 3, 10, 0, 0), T(2024, 3, 10, 5, 0), 0.0),
+        ("P1", T(2024, 3, 10, 0, 1), T(2024, 3, 10, 5, 1), 12.0),
+        ("P1", T(2024, 3, 10, 23, 59), T(2024, 3, 11, 3, 59), 7.0),
+        ("P1", T(2024, 3, 11, 0, 0), T(2024, 3, 11, 4, 0), 9.0),
+        ("P2", T(2024, 10, 1, 9, 0), T(2024, 10, 1, 8, 0), 30.0),
+        ("P2", T(2024, 10, 1, 9, 1), T(2024, 10, 1, 8, 1), 25.0),
+    ]
+    distance = _rows(con, "intraday_distance")  # JSON centimetres, CSV metres -> km
+    assert [(p, ts, utc) for p, ts, utc, _ in distance] == [
+        ("P1", T(2024, 3, 10, 0, 1), T(2024, 3, 10, 5, 1)),
+        ("P2", T(2024, 10, 1, 9, 0), T(2024, 10, 1, 8, 0)),
+    ]
+    assert [round(v, 9) for *_, v in distance] == [0.00441, 0.01201]
+    elevation = _rows(con, "intraday_elevation")  # JSON feet in local time, CSV millimetres in UTC -> m
+    assert [(p, ts, utc) for p, ts, utc, _ in elevation] == [
+        ("P1", T(2024, 3, 10, 2, 30), None),  # 02:30 does not exist in New York that night: no instant
+        ("P1", T(2024, 3, 10, 8, 15), T(2024, 3, 10, 12, 15)),
+        ("P2", T(2024, 10, 1, 9, 5), T(2024, 10, 1, 8, 5)),
+    ]
+    assert [round(v, 9) for *_, v in elevation] == [3.048, 6.096, 3.048]
+    assert _rows(con, "intraday_floors") == [("P2", T(2024, 10, 1, 9, 5), T(2024, 10, 1, 8, 5), 1.0)]
+
+
+def test_resting_heart_rate_rejects_and_skips_are_accounted_for(loaded):
+    _, con, _ = loaded
+    daily = con.sql("SELECT participant_id, date, resting_heart_rate FROM rural.daily_heart ORDER BY 2")
+    assert daily == [("P1", dt.date(2024, 3, 10), 61), ("P1", dt.date(2024, 11, 3), 59)]
+    rejects = con.sql(
+        "SELECT participant_id, rule_id, message FROM rural.rejected_records ORDER BY participant_id, rule_id, message"
+    )
+    got = sorted(((p, r, m.rsplit("(", 1)[-1].rstrip(")").rsplit("/", 1)[-1]) for p, r, m in rejects), key=str)
+    assert got == sorted(
+        [
+            ("P1", "duplicate_timestamp", "heart_rate-2024-03-10.json"),
+            ("P1", "value_out_of_range", "heart_rate-2024-03-10.json"),
+            ("P1", "value_wrong_type", "heart_rate-2024-03-10.json"),
+            ("P1", "duplicate_timestamp", "heart_rate-2024-11-03.json"),
+            ("P1", "resting_hr_out_of_range", "resting_heart_rate-2024-03-10.json"),  # the placeholder row
+            ("P1", "time_off_grid", "steps-2024-03-10.json"),
+            ("P2", "duplicate_timestamp", "heart_rate_2024-10-27.csv"),
+            ("P2", "time_off_grid", "steps_2024-10-01.csv"),
+            (None, "time_invalid", "heart_rate_2024-10-27.csv"),  # no time: no participant-day
+        ],
+        key=str,
+    )
+    ledger = con.sql(
+        "SELECT source_file, status, rule_id, rows_read, rows_loaded, rows_rejected, rows_duplicate, rows_superseded "
+        "FROM rural.pipeline_files"
+    )
+    for _, _, _, read, loaded_rows, rejected, duplicate, superseded in ledger:
+        assert read == loaded_rows + rejected + duplicate + superseded
+    skipped = sorted((sf.rsplit("/", 1)[-1], rule_id) for sf, status, rule_id, *_ in ledger if status == "skipped")
+    assert skipped == [
+        ("calories-2024-03-10.json", "no_data_file"),
+        ("calories{fitbit-account-export}", "account_export_not_loaded"),  # nothing else of calories
+        ("sleep-2024-03-10.json", "account_export_not_loaded"),
+    ]
+    (rejected,) = [(sf, rule_id) for sf, status, rule_id, *_ in ledger if status == "rejected"]
+    assert rejected[1] == "rows_unattributed" and rejected[0].endswith("P2.zip/heart{fitbit-account-export}")
+    slices = {sf.rsplit("#", 1)[-1] for sf, status, *_ in ledger if "#" in sf and "/heart{" in sf}
+    assert slices == {"P1/2024-03-10", "P1/2024-03-11", "P1/2024-11-03", "P2/2024-10-27"}
+
+
+def test_a_second_run_finds_nothing_new(loaded):
+    _, _, (source, lake, db) = loaded
+    again = pipeline.run(str(source), str(lake), str(db), workers=1, run_date=RUN_DATE, gate=OPEN_GATE, zones=ZONES)
+    assert again.status == "nothing-new"
+
+
+def test_without_a_zone_utc_times_are_rejected_not_guessed(tmp_path):
+    source, lake, db = _source(tmp_path), tmp_path / "lake", tmp_path / "wh.duckdb"
+    zones = ZoneMap({"P1": (ZoneSpan("America/New_York", None, None),)})  # none for P2
+    pipeline.run(str(source), str(lake), str(db), workers=1, run_date=RUN_DATE, gate=OPEN_GATE, zones=zones)
+    con = _Warehouse(db)
+    rejected = con.sql(
+        "SELECT source_file FROM rural.pipeline_files WHERE status = 'rejected' AND rule_id = 'zone_unknown'"
+    )
+    kinds = sorted(sf.rsplit("/", 1)[-1] for (sf,) in rejected)
+    assert kinds == [f"{a}{{fitbit-account-export}}" for a in ("distance", "elevation", "floors", "heart", "steps")]
+    assert all("P2.zip" in sf for (sf,) in rejected)
+    assert con.sql("SELECT COUNT(*) FROM rural.intraday_heart WHERE participant_id = 'P2'") == [(0,)]
+    assert con.sql("SELECT COUNT(*) FROM rural.intraday_heart WHERE participant_id = 'P1'") == [(7,)]
