@@ -169,3 +169,66 @@ def test_without_a_zone_utc_times_are_rejected_not_guessed(tmp_path):
     assert all("P2.zip" in sf for (sf,) in rejected)
     assert con.sql("SELECT COUNT(*) FROM rural.intraday_heart WHERE participant_id = 'P2'") == [(0,)]
     assert con.sql("SELECT COUNT(*) FROM rural.intraday_heart WHERE participant_id = 'P1'") == [(7,)]
+
+
+def test_generated_exports_across_both_dst_days_load_exactly_what_was_written(tmp_path):
+    """``sample-data --layout account-export``: 23- and 25-hour local days, every participant-day-activity's rows
+    and value sum as written (the autumn hour's second pass counted as duplicates, not loaded)."""
+    from fitbit_pipeline.sample_data import generate_account_export
+
+    source, lake, db = tmp_path / "source", tmp_path / "lake", tmp_path / "wh.duckdb"
+    zone = "America/New_York"
+    rows = 0
+    for first in (dt.date(2024, 3, 9), dt.date(2024, 11, 2)):
+        _, truth = generate_account_export(source / first.isoformat(), participants=2, days=3, start=first, zone=zone)
+        rows += sum(t.intraday_rows for t in truth)
+        summary = pipeline.run(
+            str(source / first.isoformat()),
+            str(lake),
+            str(db),
+            workers=2,
+            run_date=RUN_DATE,
+            gate=OPEN_GATE,
+            zones=ZoneMap(default=zone),
+        )
+        assert summary.status == "succeeded"
+        con = _Warehouse(db)
+        for activity in ("heart", "steps", "calories", "distance", "elevation"):
+            got = {
+                (pid, day): (n, total)
+                for pid, day, n, total in con.sql(
+                    f"SELECT participant_id, date, COUNT(*), SUM(value) FROM rural.intraday_{activity} "
+                    f"WHERE date BETWEEN DATE '{first}' AND DATE '{first + dt.timedelta(days=2)}' GROUP BY 1, 2"
+                )
+            }
+            want = {
+                (t.participant_id, t.date): (t.intraday_rows, t.intraday_value_sum)
+                for t in truth
+                if t.activity == activity and t.intraday_rows
+            }
+            assert set(got) == set(want), activity
+            for key, (n, total) in want.items():
+                assert got[key][0] == n and abs(got[key][1] - total) < 1e-6 * max(1.0, abs(total)), (activity, key)
+        minutes = dict(
+            con.sql(
+                "SELECT date, COUNT(*) FROM rural.intraday_steps "
+                f"WHERE date BETWEEN DATE '{first}' AND DATE '{first + dt.timedelta(days=2)}' GROUP BY 1"
+            )
+        )
+        # two participants: the spring day has 23 hours, the autumn day 25 (one hour of it twice on the clock)
+        assert minutes[first + dt.timedelta(days=1)] == 2 * (1380 if first.month == 3 else 1440)
+        resting = dict(
+            ((p, d), v)
+            for p, d, v in con.sql(
+                "SELECT participant_id, date, resting_heart_rate FROM rural.daily_heart "
+                f"WHERE date BETWEEN DATE '{first}' AND DATE '{first + dt.timedelta(days=2)}'"
+            )
+        )
+        assert resting == {
+            (t.participant_id, t.date): t.resting_heart_rate
+            for t in truth
+            if t.activity == "heart" and t.resting_heart_rate is not None
+        }
+    duplicates = con.sql("SELECT COUNT(*) FROM rural.rejected_records WHERE rule_id = 'duplicate_timestamp'")
+    other = con.sql("SELECT COUNT(*) FROM rural.rejected_records WHERE rule_id <> 'duplicate_timestamp'")
+    assert other == [(0,)] and duplicates[0][0] > 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -81,3 +82,23 @@ def test_sample_data_layouts_load(tmp_path, layout) -> None:
     cli("sample-data", "out", "--participants", "2", "--days", "2", "--layout", layout, cwd=tmp_path)
     out = json.loads(cli("run", "--source", "out", "--json", "--workers", "1", cwd=tmp_path).stdout)
     assert out["totals"]["files_loaded"] == 24 and out["totals"]["files_rejected"] == 0
+
+
+def test_sample_account_exports_load_with_the_zone_the_command_names(tmp_path) -> None:
+    """``sample-data --layout account-export`` then ``run``: without a zone the UTC files are rejected
+    (zone_unknown, exit 3 at the gate); with the zone it prints, every participant-day-activity loads."""
+    made = cli("sample-data", "out", "--participants", "2", "--days", "2", "--layout", "account-export", cwd=tmp_path)
+    assert "FITBIT_DEFAULT_TIMEZONE=America/Chicago" in made.stdout
+    no_zone = cli("run", "--source", "out", "--workers", "1", cwd=tmp_path, ok=False)
+    assert no_zone.returncode == 3 and "zone_unknown" in no_zone.stderr
+    env = {"FITBIT_DEFAULT_TIMEZONE": "America/Chicago"}
+    out = json.loads(
+        cli("run", "--source", "out", "--json", "--workers", "1", "--force", cwd=tmp_path, env_extra=env).stdout
+    )
+    # one slice a participant-day-activity with rows: the same seed written again, in this process
+    from fitbit_pipeline.sample_data import generate_account_export
+
+    _, truth = generate_account_export(tmp_path / "again", participants=2, days=2, start=dt.date(2024, 3, 4))
+    slices = [t for t in truth if t.intraday_rows or t.resting_heart_rate is not None]
+    assert len(slices) >= 16 and out["totals"]["files_loaded"] == len(slices)
+    assert out["totals"]["files_rejected"] == 0

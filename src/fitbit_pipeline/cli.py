@@ -499,12 +499,27 @@ def sample_data(
     start: Annotated[str, typer.Option(help="First day, YYYY-MM-DD")] = "2024-03-04",
     hr_seconds: Annotated[bool, typer.Option("--hr-seconds", help="Heart rate at second detail")] = False,
     layout: Annotated[
-        str, typer.Option(help="by-participant-and-date | mydatahelps | careevolution | google-health | fitabase")
+        str,
+        typer.Option(
+            help="by-participant-and-date | mydatahelps | careevolution | google-health | fitabase | account-export"
+        ),
     ] = "by-participant-and-date",
+    zone: Annotated[
+        str, typer.Option(help="account-export: the participants' IANA time zone (read back with it)")
+    ] = "America/Chicago",
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same bytes)")] = 42,
 ) -> None:
     """Write a realistic synthetic dataset whose daily totals agree with the intraday rows."""
-    from .sample_data import ALL_LAYOUTS, FITABASE, GOOGLE_HEALTH, generate, generate_fitabase, generate_google_health
+    from .sample_data import (
+        ACCOUNT_EXPORT,
+        ALL_LAYOUTS,
+        FITABASE,
+        GOOGLE_HEALTH,
+        generate,
+        generate_account_export,
+        generate_fitabase,
+        generate_google_health,
+    )
 
     if layout not in ALL_LAYOUTS:
         err.print(f"unknown layout {layout!r}; choose one of {', '.join(ALL_LAYOUTS)}")
@@ -524,6 +539,16 @@ def sample_data(
         first = dt.date.fromisoformat(start)
         folder, _ = generate_fitabase(out, participants=participants, days=days, start=first, seed=seed)
         console.print(f"Wrote a Fitabase export of {participants} participants over {days} days to {folder}")
+        return
+    if layout == ACCOUNT_EXPORT:
+        first = dt.date.fromisoformat(start)
+        folders, _ = generate_account_export(
+            out, participants=participants, days=days, start=first, zone=zone, seed=seed
+        )
+        console.print(
+            f"Wrote the Fitbit account exports of {len(folders)} participants over {days} days to {out}; "
+            f"their times are UTC: run with FITBIT_DEFAULT_TIMEZONE={zone}"
+        )
         return
     truth = generate(
         out,

@@ -39,7 +39,8 @@ LAYOUTS = ("by-participant-and-date", "mydatahelps", "careevolution")  # Fitbit 
 # out of LAYOUTS: those are Web API layouts with a SampleTruth of Web API rows.
 GOOGLE_HEALTH = "google-health"
 FITABASE = "fitabase"  # a Fitabase CSV export (fitabase/sample.py)
-ALL_LAYOUTS = (*LAYOUTS, GOOGLE_HEALTH, FITABASE)
+ACCOUNT_EXPORT = "account-export"  # Fitbit account exports, one folder per participant (account_export/sample.py)
+ALL_LAYOUTS = (*LAYOUTS, GOOGLE_HEALTH, FITABASE, ACCOUNT_EXPORT)
 
 # Float activities are written with a fixed number of decimals (trailing zeros dropped);
 # truths are computed from the same scaled integers, so they match the JSON exactly.
@@ -609,6 +610,26 @@ def generate_fitabase(
         raise ValueError("days must be at least 1")
     ids = _check_ids(participant_ids) if participant_ids is not None else _make_ids(FITABASE, participants, seed)
     return fitabase_sample.generate(out_dir, ids, start, days, seed=seed)
+
+
+def generate_account_export(
+    out_dir: str | os.PathLike,
+    *,
+    participants: int = 3,
+    days: int = 7,
+    start: datetime.date = datetime.date(2024, 3, 4),
+    zone: str = "America/Chicago",
+    seed: int = 42,
+    participant_ids: list[str] | None = None,
+) -> tuple[list[pathlib.Path], list[DayTruth]]:
+    """Fitbit account exports (see :mod:`fitbit_pipeline.account_export.sample`): the participant folders and
+    the truth. Their UTC times are read back with ``zone`` (``FITBIT_DEFAULT_TIMEZONE``)."""
+    from .account_export import sample as account_sample
+
+    if days < 1:
+        raise ValueError("days must be at least 1")
+    ids = _check_ids(participant_ids) if participant_ids is not None else _make_ids(ACCOUNT_EXPORT, participants, seed)
+    return account_sample.generate(out_dir, ids, start, days, zone, seed=seed)
 
 
 def _collect(results, truth: SampleTruth, out: pathlib.Path, to_zip: bool, seed, start, days) -> None:
