@@ -232,3 +232,31 @@ def test_generated_exports_across_both_dst_days_load_exactly_what_was_written(tm
     duplicates = con.sql("SELECT COUNT(*) FROM rural.rejected_records WHERE rule_id = 'duplicate_timestamp'")
     other = con.sql("SELECT COUNT(*) FROM rural.rejected_records WHERE rule_id <> 'duplicate_timestamp'")
     assert other == [(0,)] and duplicates[0][0] > 0
+
+
+def test_a_new_version_of_an_export_without_an_old_day_is_unchanged_on_the_next_run(tmp_path):
+    """The days an older version held keep their ledger rows (and old fingerprint); the bundle's fingerprint is
+    the newest slice's, so the run after the new version finds nothing new instead of re-reading forever."""
+    source, lake, db = tmp_path / "source", tmp_path / "lake", tmp_path / "wh.duckdb"
+    folder = source / "P1" / "Global Export Data"
+    folder.mkdir(parents=True)
+    steps = folder / "steps-2024-03-10.json"
+    zones = ZoneMap(default="UTC")
+
+    def run() -> str:
+        return pipeline.run(
+            str(source), str(lake), str(db), workers=1, run_date=RUN_DATE, gate=OPEN_GATE, zones=zones
+        ).status
+
+    steps.write_text(
+        '[{"dateTime" : "03/10/24 05:00:00", "value" : "4"}, {"dateTime" : "03/11/24 05:00:00", "value" : "5"}]'
+    )
+    assert run() == "succeeded"
+    steps.write_text(
+        '[{"dateTime" : "03/11/24 05:00:00", "value" : "6"}, {"dateTime" : "03/12/24 05:00:00", "value" : "7"}]'
+    )
+    assert run() == "succeeded"
+    assert run() == "nothing-new"
+    got = _Warehouse(db).sql("SELECT date, value FROM rural.intraday_steps ORDER BY 1")
+    # the 10th as the first version held it; the 11th replaced by the new version; the 12th new
+    assert got == [(dt.date(2024, 3, 10), 4.0), (dt.date(2024, 3, 11), 6.0), (dt.date(2024, 3, 12), 7.0)]

@@ -378,4 +378,5 @@ class Names:
         )
 
     def known_files(self) -> str:
-        return f"SELECT source_file, fingerprint FROM {self.q(schema.PIPELINE_FILES.name)}"
+        # oldest first: of a bundle's slices the one processed last names the bundle's fingerprint
+        return f"SELECT source_file, fingerprint FROM {self.q(schema.PIPELINE_FILES.name)} ORDER BY processed_at"

@@ -145,13 +145,16 @@ class Warehouse(abc.ABC):
         ]
 
     def known_files(self) -> dict[str, str]:
-        """``source_file -> fingerprint`` of every file in the ledger; a Fitabase export's participant-day
-        slices also stand for their bundle (the listing names the bundle)."""
-        known = dict(self.query(self.names.known_files()))
-        for source_file, fingerprint in list(known.items()):
+        """``source_file -> fingerprint`` of every file in the ledger; the participant-day slices of a whole
+        export (Fitabase, Fitbit account export) also stand for their bundle (the listing names the bundle),
+        with the fingerprint of the slice processed last: a day an older version of the export held and the
+        newer one does not keeps its old fingerprint, and must not make the bundle look changed forever."""
+        rows = self.query(self.names.known_files())
+        known = dict(rows)
+        for source_file, fingerprint in rows:  # oldest first: the last one written wins
             bundle = container(source_file)
             if bundle is not None:
-                known.setdefault(bundle, fingerprint)
+                known[bundle] = fingerprint
         return known
 
     def files_with_rejects(self) -> set[str]:
