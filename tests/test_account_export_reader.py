@@ -51,8 +51,8 @@ def test_a_record_that_is_not_a_record_is_rejected_with_its_text():
     (day,) = read.slices
     assert day.date == dt.date(2024, 1, 1) and day.parsed is not None and list(day.parsed.measures["value"]) == [3.0]
     assert [(r["rule_id"], r["raw_value"]) for r in read.unattributed] == [
-        ("time_invalid", "17"),
-        ("time_invalid", '{"dateTime":"13/45/24 00:00:00","value":"2"}'),
+        ("time_invalid", ",17"),  # no time; the record's JSON as its value
+        ("time_invalid", "13/45/24 00:00:00,2"),
     ]
     assert all("steps-2024-01-01.json" in r["message"] for r in read.unattributed)
 

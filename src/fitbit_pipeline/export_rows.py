@@ -26,7 +26,7 @@ import pyarrow.csv as pacsv
 
 from . import activities
 from .limits import Limits
-from .parse import _CODE, _ROW_RULES, FileRejected, Parsed, _check_measure, _not_integral, _raw, _set
+from .parse import _CODE, _ROW_RULES, FileRejected, Parsed, _check_measure, _not_integral, _set
 from .rules import rule
 
 _US = 1_000_000
@@ -58,18 +58,15 @@ class Rows:
     ``name`` is the file's name, quoted in every reject message."""
 
     name: str
-    pid: np.ndarray  # object array of participant ids ("" when missing)
+    pid: np.ndarray  # int64 participant codes of :class:`Participants` (-1 when missing)
     ts: np.ndarray  # int64 µs, local wall clock; meaningless where the time is invalid
     time_ok: np.ndarray
     value: np.ndarray
     codes: np.ndarray
     texts: tuple[pa.Array, ...] = ()  # the columns whose text, joined by commas, shows a rejected row
     utc: np.ndarray | None = None  # int64 µs, the instant, where the file gives it (-1: unknown)
-    records: list[Any] | None = None  # the parsed JSON records, shown instead of ``texts``
 
     def text(self, i: int) -> str:
-        if self.records is not None:
-            return _raw(self.records[i])
         return ",".join(str(col[i].as_py()) for col in self.texts)
 
 
@@ -107,6 +104,13 @@ def read_csv(raw: bytes, name: str, columns: list[str]) -> tuple[pa.Table, list[
 
 
 def numbers(col: pa.Array, codes: np.ndarray) -> np.ndarray:
+    """The numbers of a text column; an empty cell is ``missing_field``, anything but a decimal number (no
+    ``nan``, ``inf`` or sign other than ``-``) is ``value_wrong_type`` (read as 0)."""
+    if not pc.any(pc.match_substring_regex(col, r"[^0-9.eE-]")).as_py():  # nothing to check cell by cell
+        try:
+            return pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
+        except pa.ArrowInvalid:  # an empty cell, "1.2.3", "-": cell by cell
+            pass
     empty = pc.equal(pc.utf8_trim_whitespace(col), "").to_numpy(zero_copy_only=False)
     ok = pc.match_substring_regex(col, _NUMBER).to_numpy(zero_copy_only=False)
     _set(codes, empty, "missing_field")
@@ -128,23 +132,37 @@ def times(col: pa.Array, formats: tuple[str, ...]) -> tuple[np.ndarray, np.ndarr
     return ts, ok
 
 
+class Participants:
+    """Participant ids as int64 codes shared by every file of one read (no Python string per row)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self._codes: dict[str, int] = {}
+
+    def encode(self, ids: pa.Array) -> np.ndarray:
+        """Codes of ``ids`` (text, whitespace trimmed), -1 for an empty id."""
+        encoded = ids.dictionary_encode()
+        mapping = np.empty(len(encoded.dictionary), np.int64)
+        for k, text in enumerate(encoded.dictionary.to_pylist()):
+            text = text.strip()
+            mapping[k] = self._codes.setdefault(text, len(self.names)) if text else -1
+            if mapping[k] == len(self.names):
+                self.names.append(text)
+        indices = encoded.indices.to_numpy(zero_copy_only=False)
+        return mapping[indices] if len(mapping) else np.zeros(0, np.int64)
+
+
 def typed(
-    name: str,
-    pid: pa.Array,
-    ts: np.ndarray,
-    ok: np.ndarray,
-    values: pa.Array,
-    texts: tuple,
-    utc: np.ndarray | None = None,
+    name: str, pid: pa.Array, ts: np.ndarray, ok: np.ndarray, values: pa.Array, texts: tuple, ids: Participants
 ) -> Rows:
     """A file's rows from their text columns: participant and value checked, times already read (``ok``)."""
     n = len(pid)
     codes = np.zeros(n, dtype=np.int8)
-    pid_text = pc.utf8_trim_whitespace(pid)
-    _set(codes, pc.equal(pid_text, "").to_numpy(zero_copy_only=False), "missing_field")
+    pid_codes = ids.encode(pid)
+    _set(codes, pid_codes < 0, "missing_field")
     _set(codes, ~ok, "time_invalid")
     value = numbers(values, codes)
-    return Rows(name, pid_text.to_numpy(zero_copy_only=False), ts, ok, value, codes, texts=texts)
+    return Rows(name, pid_codes, ts, ok, value, codes, texts=texts)
 
 
 def _reject(rows: Rows, i: int, rule_id: str, record: str = "intraday") -> dict[str, Any]:
@@ -159,12 +177,11 @@ def _reject(rows: Rows, i: int, rule_id: str, record: str = "intraday") -> dict[
 
 
 def _keys(pid: np.ndarray, ts: np.ndarray, unit: int = _US) -> np.ndarray:
-    """One int64 per (participant, ``ts // unit``): participants numbered in order of appearance."""
+    """One int64 per (participant code, ``ts // unit``)."""
     if not len(pid):
         return np.zeros(0, np.int64)
-    codes = pa.array(pid, pa.string()).dictionary_encode().indices.to_numpy(zero_copy_only=False).astype(np.int64)
     steps = ts // unit
-    return (codes << 36) + (steps - steps.min())
+    return (pid << 36) + (steps - steps.min())
 
 
 def _first_per_instant(pid: np.ndarray, ts: np.ndarray, candidates: np.ndarray) -> np.ndarray:
@@ -181,15 +198,15 @@ def _first_per_instant(pid: np.ndarray, ts: np.ndarray, candidates: np.ndarray) 
 class Assembly:
     """The rows of one activity gathered per participant-day."""
 
-    def __init__(self, a: activities.Activity, run_date: dt.date, limits: Limits) -> None:
-        self.a, self.run_date, self.limits = a, run_date, limits
+    def __init__(self, a: activities.Activity, run_date: dt.date, limits: Limits, ids: Participants) -> None:
+        self.a, self.run_date, self.limits, self.ids = a, run_date, limits, ids
         self.kept: dict[tuple[str, int], dict[str, Any]] = {}  # slice -> {"ts": ..., measure: ...}
         self.rejects: dict[tuple[str, int], list[dict[str, Any]]] = {}
         self.read: dict[tuple[str, int], int] = {}
         self.duplicates: dict[tuple[str, int], int] = {}
         self.daily: dict[tuple[str, int], dict[str, Any]] = {}
         self.unattributed: list[dict[str, Any]] = []
-        empty = np.zeros(0, dtype=object)
+        empty = np.zeros(0, dtype=np.int64)
         self.value_rows: tuple[np.ndarray, np.ndarray, np.ndarray] = (empty, np.zeros(0, np.int64), np.zeros(0))
         self.value_utc: np.ndarray | None = None  # the instants of the kept values, where the files give them
         self.extras: list[tuple[Any, ...]] = []  # measure, participant, ts, value, files, file, row of each
@@ -198,9 +215,9 @@ class Assembly:
         target[key] = target.get(key, 0) + n
 
     def _attributed(self, rows: Rows, i: int) -> tuple[str, int] | None:
-        if not rows.time_ok[i] or not rows.pid[i]:
+        if not rows.time_ok[i] or rows.pid[i] < 0:
             return None
-        return (str(rows.pid[i]), int(rows.ts[i] // _DAY_US))
+        return (self.ids.names[rows.pid[i]], int(rows.ts[i] // _DAY_US))
 
     def _reject(self, rows: Rows, i: int, rule_id: str, record: str = "intraday") -> None:
         key = self._attributed(rows, i)
@@ -279,7 +296,7 @@ class Assembly:
         cuts = (np.flatnonzero(day_keys[1:] != day_keys[:-1]) + 1).tolist()
         for start, end in zip([0, *cuts], [*cuts, n], strict=True):
             rows = order[start:end]
-            key = (str(pid[rows[0]]), int(ts[rows[0]] // _DAY_US))
+            key = (self.ids.names[pid[rows[0]]], int(ts[rows[0]] // _DAY_US))
             self.kept[key] = {"ts": ts[rows], **{name: col[rows] for name, col in columns.items()}}
             self._count(self.read, key, end - start)
 

@@ -20,9 +20,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import activities
-from ..export_rows import Assembly, ExportRead, Rows, header, read_csv, times, typed
+from ..export_rows import Assembly, ExportRead, Participants, Rows, header, read_csv, times, typed
 from ..limits import Limits
-from ..parse import FileRejected
+from ..parse import FileRejected, _raw
 from ..timezones import ZoneMap, convert, from_utc
 from . import files
 
@@ -41,21 +41,22 @@ def _number_text(v: Any) -> str:
     return repr(v)
 
 
-def _json(raw: bytes, name: str, metric: files.Metric) -> tuple[pa.Array, pa.Array, list[Any]]:
-    """The time and value columns of a JSON file as text, and its records (shown when a row is rejected)."""
+def _json(raw: bytes, name: str, metric: files.Metric) -> tuple[pa.Array, pa.Array]:
+    """The time and value columns of a JSON file as text (what a rejected row shows); a record that is not an
+    object has no time, and its JSON text as its value. The records themselves are not kept (a year of
+    heart-rate records as Python objects would take gigabytes)."""
     try:
         records = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise FileRejected("invalid_json", f"{name}: {exc.msg}") from None
     if not isinstance(records, list):
         raise FileRejected("wrong_structure", f"{name}: not a JSON array of records")
-    rows = [r if isinstance(r, dict) else {} for r in records]
-    when = [r.get("dateTime") for r in rows]
-    values = [r.get("value") for r in rows]
+    when = [r.get("dateTime") if isinstance(r, dict) else None for r in records]
+    values = [r.get("value") if isinstance(r, dict) else None for r in records]
     if metric.key:
         values = [v.get(metric.key) if isinstance(v, dict) else _NOT_A_NUMBER for v in values]
-    time_text = pa.array([t if isinstance(t, str) else "" for t in when], pa.string())
-    return time_text, pa.array([_number_text(v) for v in values], pa.string()), records
+    text = [_number_text(v) if isinstance(r, dict) else _raw(r) for r, v in zip(records, values, strict=True)]
+    return pa.array([t if isinstance(t, str) else "" for t in when], pa.string()), pa.array(text, pa.string())
 
 
 def _instants(col: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -99,13 +100,12 @@ def _utc_of_local(local: np.ndarray, ok: np.ndarray, participant: str, zones: Zo
 
 
 def _rows(
-    name: str, raw: bytes, metric: files.Metric, participant: str, zones: ZoneMap | None
+    name: str, raw: bytes, metric: files.Metric, participant: str, zones: ZoneMap | None, ids: Participants
 ) -> tuple[Rows, list[str]]:
     """One file's rows: local time, the instant where known, the value in the table's unit."""
-    records: list[Any] | None = None
     malformed: list[str] = []
     if metric.form == "json":
-        time_text, value_text, records = _json(raw, name, metric)
+        time_text, value_text = _json(raw, name, metric)
         texts: tuple[pa.Array, ...] = (time_text, value_text)
         formats = (files.JSON_TIME,) if metric.clock != "date" else (files.JSON_TIME, files.JSON_DATE)
         ts, ok = times(time_text, formats)
@@ -125,8 +125,8 @@ def _rows(
     else:
         utc = _utc_of_local(ts, ok, participant, zones)
     pid = pa.array(np.full(len(value_text), participant, dtype=object), pa.string())
-    rows = typed(name, pid, ts, ok, value_text, texts)
-    rows.utc, rows.records = utc, records
+    rows = typed(name, pid, ts, ok, value_text, texts, ids)
+    rows.utc = utc
     if metric.scale != 1.0:
         rows.value = rows.value * metric.scale
     return rows, malformed
@@ -148,7 +148,7 @@ def parse_account_export(
     """Read one participant's files of one activity (``parts``: ``(path, bytes)``, the file name last in the
     path). Raises :class:`FileRejected` when a file is unusable as a whole (the delivery is rejected)."""
     a = activities.get(activity_name)
-    out = Assembly(a, run_date, limits)
+    out = Assembly(a, run_date, limits, Participants())
     intraday: list[tuple[files.Metric, Rows]] = []
     daily: list[Rows] = []
     empty: list[str] = []
@@ -159,7 +159,7 @@ def parse_account_export(
         if _empty(raw):
             empty.append(path)
             continue
-        rows, malformed = _rows(path, raw, metric, participant, zones)
+        rows, malformed = _rows(path, raw, metric, participant, zones, out.ids)
         out.add_malformed(path, malformed)
         if not len(rows.pid):
             empty.append(path)

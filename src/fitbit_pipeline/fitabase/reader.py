@@ -14,14 +14,14 @@ import numpy as np
 import pyarrow as pa
 
 from .. import activities
-from ..export_rows import Assembly, ExportRead, Rows, header, read_csv, times, typed
+from ..export_rows import Assembly, ExportRead, Participants, Rows, header, read_csv, times, typed
 from ..limits import Limits
 from . import files
 
 _US = 1_000_000
 
 
-def _intraday(raw: bytes, f: files.Intraday) -> tuple[Rows, list[str]]:
+def _intraday(raw: bytes, f: files.Intraday, ids: Participants) -> tuple[Rows, list[str]]:
     value_columns = files.minute_columns(f) if f.wide else [f.column]
     table, malformed = read_csv(raw, f"{f.name}_merged.csv", [files.PARTICIPANT, f.time, *value_columns])
     pid = table[files.PARTICIPANT].combine_chunks()
@@ -29,7 +29,7 @@ def _intraday(raw: bytes, f: files.Intraday) -> tuple[Rows, list[str]]:
     ts, ok = times(time, files.TIME_FORMATS)
     if not f.wide:
         texts = (pid, time, table[f.column].combine_chunks())
-        return typed(f"{f.name}_merged.csv", pid, ts, ok, texts[2], texts), malformed
+        return typed(f"{f.name}_merged.csv", pid, ts, ok, texts[2], texts, ids), malformed
     n = len(table)  # one row an hour: 60 rows a line, minute m at the hour plus m minutes
     values = pa.concat_arrays([table[c].combine_chunks() for c in value_columns])
     order = np.arange(60 * n).reshape(60, n).T.reshape(-1)  # line by line, minute by minute
@@ -40,10 +40,10 @@ def _intraday(raw: bytes, f: files.Intraday) -> tuple[Rows, list[str]]:
     ok = np.repeat(ok, 60)
     label = pa.array(value_columns * n)
     texts = (pid, time.take(pa.array(np.repeat(np.arange(n), 60))), label, values)
-    return typed(f"{f.name}_merged.csv", pid, ts, ok, values, texts), malformed
+    return typed(f"{f.name}_merged.csv", pid, ts, ok, values, texts, ids), malformed
 
 
-def _daily(raw: bytes, activity: str) -> tuple[Rows | None, list[str]]:
+def _daily(raw: bytes, activity: str, ids: Participants) -> tuple[Rows | None, list[str]]:
     d = files.daily_of(activity)
     name = f"{files.DAILY_FILE}_merged.csv"
     if d is None:
@@ -55,7 +55,7 @@ def _daily(raw: bytes, activity: str) -> tuple[Rows | None, list[str]]:
     day = table[files.DAILY_DATE].combine_chunks()
     ts, ok = times(day, files.DATE_FORMATS)
     texts = (pid, day, table[d.column].combine_chunks())
-    return typed(name, pid, ts, ok, texts[2], texts), malformed
+    return typed(name, pid, ts, ok, texts[2], texts, ids), malformed
 
 
 def parse_export(activity_name: str, parts: list[tuple[str, bytes]], run_date: dt.date, limits: Limits) -> ExportRead:
@@ -71,15 +71,15 @@ def parse_export(activity_name: str, parts: list[tuple[str, bytes]], run_date: d
         else:
             f = files.BY_NAME[name]
             by_measure.setdefault(f.measure, []).append((f, raw))
-    out = Assembly(a, run_date, limits)
+    out = Assembly(a, run_date, limits, Participants())
     for measure, forms in sorted(by_measure.items(), key=lambda item: item[0] != "value"):  # the value first
         forms.sort(key=lambda fr: fr[0].wide)  # narrow first: it wins a minute both forms hold
-        read = [_intraday(raw, f) for f, raw in forms]
+        read = [_intraday(raw, f, out.ids) for f, raw in forms]
         out.add_measure(measure, [r for r, _ in read], forms[0][0].second)
         for (f, _), (_, malformed) in zip(forms, read, strict=True):
             out.add_malformed(f"{f.name}_merged.csv", malformed)
     if daily_raw is not None:
-        daily, malformed = _daily(daily_raw, a.name)
+        daily, malformed = _daily(daily_raw, a.name, out.ids)
         if daily is not None:
             out.add_daily(daily)
             out.add_malformed(f"{files.DAILY_FILE}_merged.csv", malformed)
