@@ -19,7 +19,11 @@ files, each measurement in a fresh process:
   PostgreSQL driver (Arrow as binary ``COPY``), and into logged tables with the production key's index;
 - ``google-health`` (opt-in, ``--only transform,google-health``): the transform of Google Health API v4
   documents (``--gh-participants`` x 7 days, second-level heart rate, from the project's seeded generator),
-  its rows/s against the Web API documents' in the same run.
+  its rows/s against the Web API documents' in the same run;
+- ``fitabase`` and ``account-export`` (opt-in, ``--only transform,fitabase,account-export``): the transform of
+  a Fitabase CSV export (``--fb-participants`` x 30 days in one export) and of Fitbit account exports
+  (``--gh-participants`` x 30 days), both from the same seeded simulation, their rows/s against the Web API
+  documents' in the same run (issue 15: at least the Web API path's per row).
 
 For each: the median seconds over the repetitions, intraday rows/s, input MB/s, the peak RSS of the whole
 process tree (the sum over the process and all its descendants, forkserver workers included, sampled every
@@ -61,6 +65,8 @@ TARGET_NAIVE_SPEEDUP = 25.0
 TARGET_PEAK_1X_MB = 600
 TARGET_PEAK_4X_MB = 700
 TARGET_INCREMENTAL_S = 2.0
+TARGET_EXPORT_VS_WEB_API = 1.0  # issue 15: Fitabase rows/s >= the Web API path's
+AX_ZONE = "America/Chicago"
 TARGET_POSTGRES_VS_FLOORS = 1.5  # issue 18: run into PostgreSQL <= 1.5 x (transform floor + load floor)
 
 
@@ -119,6 +125,34 @@ def gh_dataset(participants: int) -> tuple[pathlib.Path, dict]:
     what = f"Google Health documents: {participants} participants x {DAYS} days"
     source, info = _cached(f"gh-p{participants}-d{DAYS}-hrsec", what, build)
     return source, {"participants": participants, "days": DAYS, **info}
+
+
+def fb_dataset(participants: int, days: int = 30) -> tuple[pathlib.Path, dict]:
+    """The cached Fitabase export: ``participants`` x ``days`` in one ``Fitabase Data …`` folder."""
+
+    def build(source: pathlib.Path) -> tuple[list[pathlib.Path], int]:
+        from fitbit_pipeline.sample_data import generate_fitabase
+
+        folder, truth = generate_fitabase(source, participants=participants, days=days)
+        rows = sum(t.intraday_rows for t in truth)
+        return sorted(folder.glob("*.csv")), rows
+
+    source, info = _cached(f"fb-p{participants}-d{days}", f"a Fitabase export: {participants} x {days} days", build)
+    return source, {"participants": participants, "days": days, **info}
+
+
+def ax_dataset(participants: int, days: int = 30) -> tuple[pathlib.Path, dict]:
+    """The cached Fitbit account exports: ``participants`` x ``days``, times in UTC (zone ``AX_ZONE``)."""
+
+    def build(source: pathlib.Path) -> tuple[list[pathlib.Path], int]:
+        from fitbit_pipeline.sample_data import generate_account_export
+
+        _, truth = generate_account_export(source, participants=participants, days=days, zone=AX_ZONE)
+        return sorted(p for p in source.rglob("*.json")), sum(t.intraday_rows for t in truth)
+
+    what = f"Fitbit account exports: {participants} x {days} days"
+    source, info = _cached(f"ax-p{participants}-d{days}", what, build)
+    return source, {"participants": participants, "days": days, **info}
 
 
 def _become_subreaper() -> None:
@@ -270,6 +304,7 @@ def main() -> None:
     p.add_argument("--only", default="run,incremental,transform,duckdb,naive,scale,weekly")
     p.add_argument("--weeks", type=int, default=8, help="weekly: weeks already in the lake")
     p.add_argument("--gh-participants", type=int, default=5, help="google-health: participants of its dataset")
+    p.add_argument("--fb-participants", type=int, default=30, help="fitabase: participants of its export")
     p.add_argument("--pythonpath", help="measure another copy of the package (e.g. a checkout of an older commit)")
     p.add_argument("--label", default="", help="a name for this result set (saved in the JSON file)")
     a = p.parse_args()
@@ -342,6 +377,17 @@ def _measure_all(a: argparse.Namespace, only: set[str], postgres: str | None) ->
         print(f"google health data: {json.dumps(gh_data)}")
         results["gh_transform"] = repeat("gh-transform", a.reps, "transform", gh_source, work, args, pp)
 
+    exports: dict[str, dict] = {}
+    if "fitabase" in only:
+        fb_source, exports["fb_transform"] = fb_dataset(a.fb_participants)
+        print(f"fitabase data: {json.dumps(exports['fb_transform'])}")
+        results["fb_transform"] = repeat("fb-transform", a.reps, "transform", fb_source, work, args, pp)
+    if "account-export" in only:
+        ax_source, exports["ax_transform"] = ax_dataset(a.gh_participants)
+        print(f"account export data: {json.dumps(exports['ax_transform'])}")
+        ax_args = [*args, "--zone", AX_ZONE]
+        results["ax_transform"] = repeat("ax-transform", a.reps, "transform", ax_source, work, ax_args, pp)
+
     weekly_data = None
     if "weekly" in only:
         from bench.weekly import weekly_dataset
@@ -365,6 +411,8 @@ def _measure_all(a: argparse.Namespace, only: set[str], postgres: str | None) ->
         "weekly_empty": "weekly export (9 days: 2 re-delivered) into an empty lake",
         "weekly": f"the same export into a lake holding {a.weeks} weeks",
         "gh_transform": "project transform stage, Google Health API v4 documents",
+        "fb_transform": "project transform stage, a Fitabase CSV export",
+        "ax_transform": "project transform stage, Fitbit account exports",
         "pg_copy": "load floor: plain COPY (CSV) into unlogged PostgreSQL tables",
         "run_postgres": "project `run` end to end (PostgreSQL warehouse)",
         "pg_copy_adbc": "the same rows through ADBC (Arrow, binary COPY) into unlogged tables",
@@ -373,8 +421,8 @@ def _measure_all(a: argparse.Namespace, only: set[str], postgres: str | None) ->
     }
     rows = [
         (labels[k], r, big_data if k.endswith("_scaled") else weekly_data if k.startswith("weekly") else data)
-        if not k.startswith("gh_")
-        else (labels[k], r, gh_data)
+        if not k.startswith(("gh_", "fb_", "ax_"))
+        else (labels[k], r, gh_data if k.startswith("gh_") else exports[k])
         for k, r in results.items()
     ]
     print()
@@ -396,6 +444,10 @@ def _measure_all(a: argparse.Namespace, only: set[str], postgres: str | None) ->
     if "gh_transform" in results and "transform" in results:
         per_row = {k: results[k]["rows"] / results[k]["seconds"] for k in ("gh_transform", "transform")}
         ratios["google-health rows/s / web-api rows/s"] = per_row["gh_transform"] / per_row["transform"]
+    for key, name in (("fb_transform", "fitabase"), ("ax_transform", "account-export")):
+        if key in results and "transform" in results:
+            mine, web = (results[k]["rows"] / results[k]["seconds"] for k in (key, "transform"))
+            ratios[f"{name} rows/s / web-api rows/s"] = mine / web
     if "weekly" in results and "weekly_empty" in results:
         ratios["weekly into history / into empty"] = results["weekly"]["seconds"] / results["weekly_empty"]["seconds"]
         print(f"scattered re-delivery: {json.dumps({k: v for k, v in results['weekly'].items() if 'scattered' in k})}")
@@ -452,6 +504,11 @@ def targets(results: dict, ratios: dict) -> list[tuple[str, bool]]:
     if "run_postgres" in results:
         peak = results["run_postgres"]["peak_rss_mb"]
         out.append((f"peak RSS of the PostgreSQL run <= {TARGET_PEAK_1X_MB} MB", peak <= TARGET_PEAK_1X_MB))
+    if "fitabase rows/s / web-api rows/s" in ratios:
+        r = ratios["fitabase rows/s / web-api rows/s"]
+        out.append(
+            (f"Fitabase rows/s >= {TARGET_EXPORT_VS_WEB_API:g} x the Web API path's", r >= TARGET_EXPORT_VS_WEB_API)
+        )
     if "incremental" in results:
         inc = results["incremental"]["seconds"]
         out.append((f"incremental run with nothing new <= {TARGET_INCREMENTAL_S:g} s", inc <= TARGET_INCREMENTAL_S))
