@@ -10,6 +10,7 @@ import pathlib
 import zipfile
 
 import duckdb
+import pytest
 
 from fitbit_pipeline import pipeline
 
@@ -122,16 +123,29 @@ def test_two_overlapping_exports_load_newest_wins_and_a_second_run_finds_nothing
     assert second.status == "nothing-new"
 
 
-def test_a_generated_export_loads_exactly_what_was_written(tmp_path):
-    """``sample-data --layout fitabase``: every participant-day-activity's rows and value sum, as written."""
+@pytest.mark.parametrize("parts", [1, 3])
+def test_a_generated_export_loads_exactly_what_was_written(tmp_path, monkeypatch, parts):
+    """``sample-data --layout fitabase``: every participant-day-activity's rows and value sum, as written; the
+    same when each activity is read as three parts (participants by id hash, as a large export is)."""
+    from fitbit_pipeline.fitabase import files
     from fitbit_pipeline.sample_data import generate_fitabase
 
+    if parts > 1:
+        monkeypatch.setattr(files, "PART_BYTES", 1)
+        monkeypatch.setattr(files, "MAX_PARTS", parts)
     source, lake, db = tmp_path / "source", tmp_path / "lake", tmp_path / "wh.duckdb"
-    folder, truth = generate_fitabase(source, participants=2, days=2, start=dt.date(2016, 4, 12))
+    folder, truth = generate_fitabase(source, participants=4, days=2, start=dt.date(2016, 4, 12))
     assert folder.name == "Fitabase Data 4.12.16-4.13.16"
     summary = pipeline.run(str(source), str(lake), str(db), workers=2, run_date=RUN_DATE, gate=OPEN_GATE)
     assert summary.status == "succeeded"
+    again = pipeline.run(str(source), str(lake), str(db), workers=2, run_date=RUN_DATE, gate=OPEN_GATE)
+    assert again.status == "nothing-new"
     con = duckdb.connect(str(db), read_only=True)
+    ledger = con.sql("SELECT source_file, status FROM rural.pipeline_files WHERE source_file LIKE '%#%'").fetchall()
+    deliveries = {sf.split("{")[0].rsplit("/", 1)[-1] + "#" + sf.rsplit("#", 1)[-1]: sf for sf, _ in ledger}
+    assert len(deliveries) == len(ledger)  # each participant-day-activity in one part only
+    named = {sf.split("}", 1)[1].split("#")[0] for sf, _ in ledger}
+    assert named == ({""} if parts == 1 else {f"~{k}-of-{parts}" for k in range(1, parts + 1)})
     for activity in ("heart", "steps", "calories"):
         got = {
             (pid, day): (n, total)

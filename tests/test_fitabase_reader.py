@@ -31,14 +31,24 @@ DAILY = (
 )
 
 
-def _calories():
+def _calories(part: tuple[int, int] = (1, 1)):
     parts = [
         ("minuteCaloriesNarrow_merged.csv", CALORIES),
         ("minuteIntensitiesNarrow_merged.csv", INTENSITIES),
         ("minuteMETsNarrow_merged.csv", METS),
         ("dailyActivity_merged.csv", DAILY),
     ]
-    return parse_export("calories", parts, RUN, DEFAULT_LIMITS)
+    return parse_export("calories", parts, RUN, DEFAULT_LIMITS, part)
+
+
+@pytest.mark.parametrize("n", [2, 3, 5])
+def test_the_parts_of_an_export_hold_each_participant_once_and_the_unattributed_rows_in_the_first(n):
+    whole = _calories()
+    pieces = [_calories((k, n)) for k in range(1, n + 1)]
+    got = sorted((s.participant, s.date, s.parsed.ts.tolist(), len(s.parsed.rejects)) for p in pieces for s in p.slices)
+    assert got == sorted((s.participant, s.date, s.parsed.ts.tolist(), len(s.parsed.rejects)) for s in whole.slices)
+    assert pieces[0].unattributed == whole.unattributed and all(not p.unattributed for p in pieces[1:])
+    assert len(whole.unattributed) == 2  # the row without an Id and the line that does not split
 
 
 def test_calories_minutes_join_level_and_mets_and_every_row_is_accounted_for():

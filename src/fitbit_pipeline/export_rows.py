@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +66,7 @@ class Rows:
     codes: np.ndarray
     texts: tuple[pa.Array, ...] = ()  # the columns whose text, joined by commas, shows a rejected row
     utc: np.ndarray | None = None  # int64 µs, the instant, where the file gives it (-1: unknown)
+    positions: np.ndarray | None = None  # the row number in the file of each row, where not ``arange``
 
     def text(self, i: int) -> str:
         return ",".join(str(col[i].as_py()) for col in self.texts)
@@ -78,8 +80,20 @@ def header(raw: bytes, name: str) -> list[str]:
     return [h.strip() for h in names]
 
 
-def read_csv(raw: bytes, name: str, columns: list[str]) -> tuple[pa.Table, list[str]]:
-    """The named columns as text, and the lines the reader could not split (kept for the rejects)."""
+_BLOCK_BYTES = 8 << 20  # CSV read in blocks of this size: only the rows kept are held
+
+
+@dataclass
+class CsvRead:
+    table: pa.Table  # the named columns as text
+    malformed: list[str]  # the lines the reader could not split (kept for the rejects)
+    rows: np.ndarray | None = None  # the file's row number of each row kept (None: every row was)
+
+
+def read_csv(
+    raw: bytes, name: str, columns: list[str], select: Callable[[pa.RecordBatch], pa.Array] | None = None
+) -> CsvRead:
+    """The named columns as text, block by block, keeping the rows ``select`` marks (all without it)."""
     names = header(raw, name)
     missing = [c for c in columns if c not in names]
     if missing:
@@ -90,17 +104,31 @@ def read_csv(raw: bytes, name: str, columns: list[str]) -> tuple[pa.Table, list[
         malformed.append(row.text)
         return "skip"
 
+    batches: list[pa.RecordBatch] = []
+    rows: list[np.ndarray] = []
+    seen = 0
     try:
-        table = pacsv.read_csv(
+        reader = pacsv.open_csv(
             pa.BufferReader(raw),
+            read_options=pacsv.ReadOptions(block_size=_BLOCK_BYTES),
             parse_options=pacsv.ParseOptions(invalid_row_handler=keep),
             convert_options=pacsv.ConvertOptions(
                 column_types=dict.fromkeys(columns, pa.string()), include_columns=columns, strings_can_be_null=False
             ),
         )
+        for batch in reader:
+            if select is None:
+                batches.append(batch)
+                continue
+            mask = select(batch)
+            batches.append(batch.filter(mask))
+            rows.append(seen + np.flatnonzero(mask.to_numpy(zero_copy_only=False)))
+            seen += batch.num_rows
+        schema = reader.schema
     except (pa.ArrowInvalid, pa.ArrowKeyError) as exc:
         raise FileRejected("csv_invalid", f"{name}: {type(exc).__name__}") from None
-    return table, malformed
+    kept = (np.concatenate(rows) if rows else np.zeros(0, np.int64)) if select is not None else None
+    return CsvRead(pa.Table.from_batches(batches, schema=schema), malformed, kept)
 
 
 def numbers(col: pa.Array, codes: np.ndarray) -> np.ndarray:
@@ -119,16 +147,22 @@ def numbers(col: pa.Array, codes: np.ndarray) -> np.ndarray:
     return pc.cast(clean, pa.float64()).to_numpy(zero_copy_only=False)
 
 
-def times(col: pa.Array, formats: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    parsed = None
+def times(col: pa.Array | pa.ChunkedArray, formats: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Microseconds of the times of a text column in the first of ``formats`` that reads them, and which were
+    read. The column is read as it is; only the cells that fail get trimmed and the other forms tried."""
+    first = pc.strptime(col, format=formats[0], unit="us", error_is_null=True)
+    ok = pc.is_valid(first).to_numpy(zero_copy_only=False)
+    ts = pc.fill_null(first.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
+    if ok.all():
+        return ts, ok
+    ts, ok = ts.copy(), ok.copy()  # writable
+    missing = np.flatnonzero(~ok)
+    rest = pc.utf8_trim_whitespace(col.take(pa.array(missing)))
     for fmt in formats:
-        if parsed is not None and parsed.null_count == 0:
-            break  # every time read: the other forms are not tried
-        t = pc.strptime(pc.utf8_trim_whitespace(col), format=fmt, unit="us", error_is_null=True)
-        parsed = t if parsed is None else pc.coalesce(parsed, t)
-    assert parsed is not None
-    ok = pc.is_valid(parsed).to_numpy(zero_copy_only=False)
-    ts = pc.fill_null(parsed.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
+        got = pc.strptime(rest, format=fmt, unit="us", error_is_null=True)
+        hit = pc.is_valid(got).to_numpy(zero_copy_only=False) & ~ok[missing]
+        ts[missing[hit]] = pc.fill_null(got.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)[hit]
+        ok[missing[hit]] = True
     return ts, ok
 
 
@@ -139,17 +173,26 @@ class Participants:
         self.names: list[str] = []
         self._codes: dict[str, int] = {}
 
-    def encode(self, ids: pa.Array) -> np.ndarray:
+    def _code(self, text: str) -> int:
+        text = text.strip()
+        if not text:
+            return -1
+        if text not in self._codes:
+            self._codes[text] = len(self.names)
+            self.names.append(text)
+        return self._codes[text]
+
+    def encode(self, ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
         """Codes of ``ids`` (text, whitespace trimmed), -1 for an empty id."""
         encoded = ids.dictionary_encode()
-        mapping = np.empty(len(encoded.dictionary), np.int64)
-        for k, text in enumerate(encoded.dictionary.to_pylist()):
-            text = text.strip()
-            mapping[k] = self._codes.setdefault(text, len(self.names)) if text else -1
-            if mapping[k] == len(self.names):
-                self.names.append(text)
-        indices = encoded.indices.to_numpy(zero_copy_only=False)
-        return mapping[indices] if len(mapping) else np.zeros(0, np.int64)
+        chunks = encoded.chunks if isinstance(encoded, pa.ChunkedArray) else [encoded]
+        if not chunks or not len(ids):
+            return np.zeros(0, np.int64)
+        out = []
+        for chunk in chunks:  # the chunks of one encoding share its dictionary; mapped once per dictionary
+            mapping = np.array([self._code(t) for t in chunk.dictionary.to_pylist()] or [0], np.int64)
+            out.append(mapping[chunk.indices.to_numpy(zero_copy_only=False)])
+        return np.concatenate(out) if len(out) > 1 else out[0]
 
 
 def typed(
@@ -172,7 +215,7 @@ def _reject(rows: Rows, i: int, rule_id: str, record: str = "intraday") -> dict[
         "raw_value": rows.text(i),
         "message": f"{rule(rule_id).message} ({rows.name})",
         "ts": int(rows.ts[i]) if rows.time_ok[i] and record == "intraday" else None,
-        "row_index": int(i),
+        "row_index": int(rows.positions[i]) if rows.positions is not None else int(i),
     }
 
 

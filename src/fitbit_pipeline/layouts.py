@@ -19,7 +19,8 @@ LAYOUTS: dict[str, re.Pattern[str]] = {
     # Fitabase: the files of one activity of an export, listed together (see fitabase/bundles.py):
     # <folder>/<activity>{dailyActivity_merged.csv,minuteStepsNarrow_merged.csv}
     "fitabase": re.compile(
-        r"(?:^|/)(?P<activity>[a-z]+)\{(?P<files>[A-Za-z0-9_]+_merged\.csv(?:,[A-Za-z0-9_]+_merged\.csv)*)\}$"
+        r"(?:^|/)(?P<activity>[a-z]+)\{(?P<files>[A-Za-z0-9_]+_merged\.csv(?:,[A-Za-z0-9_]+_merged\.csv)*)\}"
+        r"(?:~(?P<part>\d+)-of-(?P<parts>\d+))?$"
     ),
     # Fitbit account export: one participant's files of one activity, listed together (account_export/bundles.py):
     # <participant root>/<activity>{fitbit-account-export}, the participant root P001 or P001.zip
@@ -57,6 +58,7 @@ class PathInfo:
     activity: str
     date: dt.date
     data_types: tuple[str, ...] = ()  # Google Health: the data types of the document(s)
+    part: tuple[int, int] = (1, 1)  # Fitabase: part k of n of an export's activity (participants by id hash)
 
 
 class LayoutError(ValueError):
@@ -70,7 +72,8 @@ def match(path: str) -> PathInfo:
         if not m:
             continue
         if name == "fitabase":  # many participants and days: the reader tells them apart
-            return PathInfo(name, "", m["activity"], dt.date.min, tuple(m["files"].split(",")))
+            part = (int(m["part"]), int(m["parts"])) if m["part"] else (1, 1)
+            return PathInfo(name, "", m["activity"], dt.date.min, tuple(m["files"].split(",")), part)
         if name == "account-export":  # many days: the reader tells them apart
             return PathInfo(name, m["participant"], m["activity"], dt.date.min)
         try:

@@ -379,7 +379,7 @@ class _Staged:
         ctx = self.ctx
         if path.layout == "fitabase":
             named = [(posixpath.basename(p.logical_path), b) for p, b in parts]
-            read = parse_export(activity.name, named, ctx.run_date, ctx.limits)
+            read = parse_export(activity.name, named, ctx.run_date, ctx.limits, path.part)
             not_loaded = "fitabase_not_loaded"
         else:
             by_path = {p.logical_path: p for p, _ in parts}
@@ -397,7 +397,9 @@ class _Staged:
                 assert s.parsed is not None
                 self.parsed(piece, s.participant, activity, s.parsed)
         if not read.slices and not read.unattributed:  # e.g. no Floors column in dailyActivity: nothing to hold
-            self.skipped(replace(doc, rule_id=not_loaded, error=f"the export holds no {activity.name} rows"))
+            k, n = path.part
+            where = "the export" if n == 1 else f"part {k} of {n} of the export (its participants by id)"
+            self.skipped(replace(doc, rule_id=not_loaded, error=f"{where} holds no {activity.name} rows"))
         if read.unattributed:
             n = len(read.unattributed)
             rej = FileRejected("rows_unattributed", f"{n} rows name no participant or no valid time", n)

@@ -116,7 +116,8 @@ def _rows(
         columns = [files.CSV_TIME, metric.column]
         if files.CSV_SOURCE in header(raw, name):
             columns.append(files.CSV_SOURCE)
-        table, malformed = read_csv(raw, name, columns)
+        read = read_csv(raw, name, columns)
+        table, malformed = read.table, read.malformed
         time_text, value_text = (table[c].combine_chunks() for c in columns[:2])
         texts = tuple(table[c].combine_chunks() for c in columns)
         utc, ok = _instants(time_text)

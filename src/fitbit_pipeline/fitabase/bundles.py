@@ -7,7 +7,8 @@ Replacement is per participant-day-activity, so every participant-day the export
 a *slice* named ``<bundle>#<participant>/<YYYY-MM-DD>``: it has its own ledger row, the bundle's fingerprint,
 and a rank from the export's end date (the folder name ``Fitabase Data 4.12.16-5.12.16``), so of two exports
 sharing a boundary day the newer one wins the day. Files no table holds are listed as skipped
-(``fitabase_not_loaded``), never silently left out.
+(``fitabase_not_loaded``), never silently left out. Files larger than ``files.PART_BYTES`` are read as several
+deliveries (``…}~2-of-4``), each for the participants whose id hashes to it, so that they run in parallel.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ import posixpath
 import re
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import replace
 
 from ..sources import SourceDoc, delivery_of
 from . import files
 
-_SLICE = re.compile(r"^(?P<bundle>.+\})#(?P<participant>[^/#]+)/(?P<date>\d{4}-\d{2}-\d{2})$")
+_SLICE = re.compile(r"^(?P<bundle>.+\}(?:~\d+-of-\d+)?)#(?P<participant>[^/#]+)/(?P<date>\d{4}-\d{2}-\d{2})$")
 _NOT_HELD = {
     "sleep": "sleep data: no table holds it",
     "weight": "weight logs: no table holds them",
@@ -56,13 +58,23 @@ def _name(doc: SourceDoc) -> str | None:
     return m["name"] if m else None
 
 
-def _bundle(activity: str, parts: list[SourceDoc], end: dt.date | None) -> SourceDoc:
+def _bundle(activity: str, parts: list[SourceDoc], end: dt.date | None) -> list[SourceDoc]:
+    """The activity's files as one delivery, or (larger than ``files.PART_BYTES``) as ``n`` deliveries
+    ``…{files}~k-of-n``, each for the participants whose id hashes to ``k``."""
     parts = sorted(parts, key=lambda d: posixpath.basename(d.logical_path))
     names = ",".join(posixpath.basename(d.logical_path) for d in parts)
     first = parts[0]
     source_file = posixpath.join(posixpath.dirname(first.source_file), f"{activity}{{{names}}}")
     logical = posixpath.join(posixpath.dirname(first.logical_path), f"{activity}{{{names}}}")
-    return delivery_of(parts, source_file, logical, end)
+    size = sum(d.size for d in parts)
+    n = min(files.MAX_PARTS, max(1, -(-size // files.PART_BYTES)))
+    if n == 1:
+        return [delivery_of(parts, source_file, logical, end)]
+    out = []
+    for k in range(1, n + 1):
+        part = delivery_of(parts, f"{source_file}~{k}-of-{n}", f"{logical}~{k}-of-{n}", end)
+        out.append(replace(part, size=size // n))  # what one part reads of the rows: for the chunking
+    return out
 
 
 def _not_loaded(doc: SourceDoc, why: str) -> SourceDoc:
@@ -102,7 +114,7 @@ def _export(docs: list[SourceDoc]) -> list[SourceDoc]:
             parts.append(by_name[files.DAILY_FILE])
             used.add(files.DAILY_FILE)
         if parts:
-            out.append(_bundle(activity, parts, end))
+            out.extend(_bundle(activity, parts, end))
     out.extend(_not_loaded(d, _why_not(name)) for name, d in by_name.items() if name not in used)
     return out
 

@@ -32,6 +32,10 @@ EXPORT_RANGE = re.compile(
 TIME_FORMATS = ("%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M:%S")  # the 12-hour form; a 24-hour form seen too
 DATE_FORMATS = ("%m/%d/%Y",)
 PARTICIPANT = "Id"
+# An activity's files larger than this are read as several deliveries, each for the participants whose id
+# hashes to it (crc32 % parts): the parts run in parallel and each holds only its participants' rows.
+PART_BYTES = 48 << 20
+MAX_PARTS = 64
 
 
 @dataclass(frozen=True)
