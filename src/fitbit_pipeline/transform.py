@@ -168,11 +168,16 @@ class _Sample:
     sha256: str
 
 
-def _quarantine(ctx: RunContext, doc: SourceDoc, data: bytes | _Sample | None) -> str | None:
-    """Keep a rejected document's raw bytes, or of a large one a bounded sample (``<id>.raw``: the first
-    bytes, ``<id>.json``: size and SHA-256); the file name never derives from the member name."""
+def _quarantine(
+    ctx: RunContext, doc: SourceDoc, data: bytes | _Sample | list[tuple[SourceDoc, bytes]] | None
+) -> str | None:
+    """Keep a rejected document's raw bytes (of a delivery of several, joined), or of a large one a bounded
+    sample (``<id>.raw``: the first bytes, ``<id>.json``: size and SHA-256); the file name never derives from
+    the member name."""
     if data is None:
         return None
+    if isinstance(data, list):
+        data = _joined(data)
     if isinstance(data, bytes) and len(data) > QUARANTINE_FULL_BYTES:
         data = _Sample(data[:QUARANTINE_HEAD_BYTES], len(data), hashlib.sha256(data).hexdigest())
     digest = hashlib.sha256(doc.source_file.encode()).hexdigest()[:24]
@@ -417,7 +422,7 @@ def process_chunk(chunk_id: str, docs: Sequence[SourceDoc], ctx: RunContext) -> 
         reader.prefetch(docs)
         for doc in docs:
             result.files += 1
-            data: bytes | _Sample | None = None
+            data: bytes | _Sample | list[tuple[SourceDoc, bytes]] | None = None
             info: dict[str, Any] = {}
             if doc.rule_id and rule(doc.rule_id).severity == "warning":
                 staged.skipped(doc)
@@ -431,7 +436,7 @@ def process_chunk(chunk_id: str, docs: Sequence[SourceDoc], ctx: RunContext) -> 
                     parts = reader.read_parts(doc)
                 except Exception as exc:  # any I/O or archive fault rejects this document only
                     raise FileRejected(_unreadable(is_transient(exc)), f"{type(exc).__name__}: {exc}") from None
-                data = parts[0][1] if len(parts) == 1 else _joined(parts)
+                data = parts[0][1] if len(parts) == 1 else parts  # joined only to be quarantined
                 try:
                     path = match(doc.logical_path)
                 except LayoutError as exc:
@@ -444,17 +449,17 @@ def process_chunk(chunk_id: str, docs: Sequence[SourceDoc], ctx: RunContext) -> 
                     raise FileRejected("unknown_layout", f"unknown activity '{path.activity}'")
                 if path.layout in _EXPORTS:
                     staged.export(doc, path, activity, parts)
-                    result.bytes_read += len(data)
+                    result.bytes_read += sum(len(b) for _, b in parts)
                     continue
                 fctx = FileContext(doc.source_file, path.participant_id, activity, path.date, ctx.run_date, ctx.limits)
                 if path.layout == "google-health":
                     parsed = parse_delivery(list(zip(path.data_types, (b for _, b in parts), strict=True)), fctx)
                 else:
-                    parsed = parse_document(data, fctx)
+                    parsed = parse_document(parts[0][1], fctx)
             except FileRejected as rej:
                 staged.rejected(doc, info, rej, _quarantine(ctx, doc, data))
                 continue
-            result.bytes_read += len(data)
+            result.bytes_read += sum(len(b) for _, b in parts)
             staged.parsed(doc, path.participant_id, activity, parsed)
 
     tables: dict[str, pa.Table | None] = {a: c.table(ctx.run_id, ctx.zones) for a, c in columns.items()}

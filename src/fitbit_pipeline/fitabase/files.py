@@ -34,8 +34,8 @@ DATE_FORMATS = ("%m/%d/%Y",)
 PARTICIPANT = "Id"
 # An activity's files larger than this are read as several deliveries, each for the participants whose id
 # hashes to it (crc32 % parts): the parts run in parallel and each holds only its participants' rows.
-PART_BYTES = 48 << 20
-MAX_PARTS = 64
+PART_BYTES = 128 << 20
+MAX_PARTS = 8
 
 
 @dataclass(frozen=True)
