@@ -29,8 +29,7 @@ EXPORT_RANGE = re.compile(
     r"(?P<m1>\d{1,2})\.(?P<d1>\d{1,2})\.(?P<y1>\d{2})-(?P<m2>\d{1,2})\.(?P<d2>\d{1,2})\.(?P<y2>\d{2})(?!\d)"
 )
 
-TIME_FORMATS = ("%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M:%S")  # the 12-hour form; a 24-hour form seen too
-DATE_FORMATS = ("%m/%d/%Y",)
+# Times: M/D/YYYY h:mm:ss AM (the 12-hour form; a 24-hour form seen too); dates M/D/YYYY: see clock.py.
 PARTICIPANT = "Id"
 # An activity's files larger than this are read as several deliveries, each for the participants whose id
 # hashes to it (crc32 % parts): the parts run in parallel and each holds only its participants' rows.

@@ -15,9 +15,10 @@ import numpy as np
 import pyarrow as pa
 
 from .. import activities
-from ..export_rows import Assembly, CsvRead, ExportRead, Participants, Rows, header, read_csv, times, typed
+from ..export_rows import Assembly, CsvRead, ExportRead, Participants, Rows, header, read_csv, typed
 from ..limits import Limits
 from . import files
+from .clock import read_times
 
 _US = 1_000_000
 
@@ -55,7 +56,7 @@ def _intraday(raw: bytes, f: files.Intraday, ids: Participants, part: _Part) -> 
     read = part.read(raw, f"{f.name}_merged.csv", [files.PARTICIPANT, f.time, *value_columns])
     table, malformed = read.table, read.malformed
     pid, time = table[files.PARTICIPANT], table[f.time]  # chunked as read: no copy
-    ts, ok = times(time, files.TIME_FORMATS)
+    ts, ok = read_times(time)
     if not f.wide:
         texts = (pid, time, table[f.column])
         rows = typed(f"{f.name}_merged.csv", pid, ts, ok, texts[2], texts, ids)
@@ -89,7 +90,7 @@ def _daily(raw: bytes, activity: str, ids: Participants, part: _Part) -> tuple[R
     table, malformed = read.table, read.malformed
     pid = table[files.PARTICIPANT].combine_chunks()
     day = table[files.DAILY_DATE].combine_chunks()
-    ts, ok = times(day, files.DATE_FORMATS)
+    ts, ok = read_times(day, date_only=True)
     texts = (pid, day, table[d.column].combine_chunks())
     rows = typed(name, pid, ts, ok, texts[2], texts, ids)
     rows.positions = read.rows
