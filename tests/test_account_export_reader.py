@@ -94,3 +94,13 @@ def test_the_participant_is_the_configured_path_segment_folder_or_archive():
     assert out["/data/site-a/notes.txt"].rule_id is None  # not an account export: left to the other layouts
     too_deep = bundle(docs[:1], "/data", segment=6)
     assert [d.rule_id for d in too_deep] == ["participant_unknown"]
+
+
+def test_a_date_that_does_not_exist_is_not_moved_to_the_next_one():
+    raw = b'[{"dateTime" : "02/30/24 10:00:00", "value" : "3"}, {"dateTime" : "02/29/24 10:00:60", "value" : "4"}]'
+    read = _read("steps", (f"{GED}/steps-2024-02-01.json", raw))
+    assert read.slices == []
+    assert [(r["rule_id"], r["raw_value"]) for r in read.unattributed] == [
+        ("time_invalid", "02/30/24 10:00:00,3"),
+        ("time_invalid", "02/29/24 10:00:60,4"),
+    ]
