@@ -15,7 +15,7 @@ import zipfile
 import zlib
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import fsspec
@@ -145,6 +145,13 @@ def delivery_of(parts: Sequence[SourceDoc], source_file: str, logical_path: str,
         rule_id=broken.rule_id if broken else None,
         parts=tuple(parts),
     )
+
+
+def marked(doc: SourceDoc, rule_id: str, why: str) -> SourceDoc:
+    """``doc`` listed under ``rule_id`` with the reason (a file of an export no table holds, say); the rule's
+    severity decides whether it is skipped or rejected. Its fingerprint records the rule, so that the same
+    file read as a document later counts as changed."""
+    return replace(doc, fingerprint=f"{rule_id}:{doc.fingerprint}", error=why, rule_id=rule_id)
 
 
 FETCH_CONCURRENCY = int(os.environ.get("FITBIT_S3_CONCURRENCY", "16"))  # requests in flight per worker

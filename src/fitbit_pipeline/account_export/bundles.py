@@ -17,7 +17,7 @@ import posixpath
 from collections import defaultdict
 from collections.abc import Iterable
 
-from ..sources import SourceDoc, delivery_of
+from ..sources import SourceDoc, delivery_of, marked
 from . import files
 
 TAG = "{fitbit-account-export}"
@@ -39,20 +39,6 @@ def _path(doc: SourceDoc, root_uri: str) -> str:
     return posixpath.join(archive or posixpath.basename(doc.object_path), doc.member)
 
 
-def _marked(doc: SourceDoc, rule_id: str, why: str) -> SourceDoc:
-    return SourceDoc(
-        doc.source_file,
-        doc.object_path,
-        doc.member,
-        doc.logical_path,
-        doc.size,
-        f"{rule_id}:{doc.fingerprint}",
-        doc.delivery_rank,
-        error=why,
-        rule_id=rule_id,
-    )
-
-
 def bundle(docs: Iterable[SourceDoc], root_uri: str, segment: int | None = None) -> list[SourceDoc]:
     """``docs`` with the metric files of each participant's account export made one delivery per activity,
     the other files of its folders marked skipped; everything else as it was."""
@@ -68,12 +54,12 @@ def bundle(docs: Iterable[SourceDoc], root_uri: str, segment: int | None = None)
         metric = files.metric_of(posixpath.basename(path))
         if metric is None:
             why = "a file of the account export of a kind no table holds (sleep, zones, weight, ...)"
-            out.append(_marked(doc, "account_export_not_loaded", why))
+            out.append(marked(doc, "account_export_not_loaded", why))
             continue
         segments = path.split("/")
         if k >= len(segments) - 1:
             why = f"FITBIT_ACCOUNT_EXPORT_PARTICIPANT_SEGMENT={k}: the path has no folder or archive there"
-            out.append(_marked(doc, "participant_unknown", why))
+            out.append(marked(doc, "participant_unknown", why))
             continue
         groups[("/".join(segments[: k + 1]), metric.activity)].append(doc)
     for (participant_root, activity), parts in groups.items():

@@ -20,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import replace
 
-from ..sources import SourceDoc, delivery_of
+from ..sources import SourceDoc, delivery_of, marked
 from . import files
 
 _SLICE = re.compile(r"^(?P<bundle>.+\}(?:~\d+-of-\d+)?)#(?P<participant>[^/#]+)/(?P<date>\d{4}-\d{2}-\d{2})$")
@@ -77,20 +77,6 @@ def _bundle(activity: str, parts: list[SourceDoc], end: dt.date | None) -> list[
     return out
 
 
-def _not_loaded(doc: SourceDoc, why: str) -> SourceDoc:
-    return SourceDoc(
-        doc.source_file,
-        doc.object_path,
-        doc.member,
-        doc.logical_path,
-        doc.size,
-        f"fitabase_not_loaded:{doc.fingerprint}",
-        doc.delivery_rank,
-        error=why,
-        rule_id="fitabase_not_loaded",
-    )
-
-
 def _why_not(name: str) -> str:
     low = name.lower()
     kind = next((k for k in _NOT_HELD if low.startswith(k) or (k == "sleep" and "sleep" in low)), None)
@@ -115,7 +101,7 @@ def _export(docs: list[SourceDoc]) -> list[SourceDoc]:
             used.add(files.DAILY_FILE)
         if parts:
             out.extend(_bundle(activity, parts, end))
-    out.extend(_not_loaded(d, _why_not(name)) for name, d in by_name.items() if name not in used)
+    out.extend(marked(d, "fitabase_not_loaded", _why_not(name)) for name, d in by_name.items() if name not in used)
     return out
 
 
