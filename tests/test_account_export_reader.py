@@ -104,3 +104,19 @@ def test_a_date_that_does_not_exist_is_not_moved_to_the_next_one():
         ("time_invalid", "02/30/24 10:00:00,3"),
         ("time_invalid", "02/29/24 10:00:60,4"),
     ]
+
+
+def test_csv_instants_that_are_not_real_times_are_rejected_rows_not_a_failed_run():
+    raw = (
+        b"timestamp,beats per minute\n2024-10-27T00:00:04.123456789Z,61\n2024-02-30T00:00:04Z,62\n"
+        b"2024-10-27T24:00:00Z,63\n2024-10-27T23:59:60Z,64\n2024-10-27T00:00:05.5Z,65\n"
+    )
+    read = _read("heart", ("P1/Takeout/Fitbit/Physical Activity_GoogleData/heart_rate_2024-10-27.csv", raw))
+    (day,) = read.slices
+    assert day.parsed is not None and day.parsed.ts_utc.tolist() == [1729987204123456, 1729987205500000]
+    assert [r["raw_value"].split(",")[0] for r in read.unattributed] == [
+        "2024-02-30T00:00:04Z",
+        "2024-10-27T24:00:00Z",
+        "2024-10-27T23:59:60Z",
+    ]
+    assert {r["rule_id"] for r in read.unattributed} == {"time_invalid"}

@@ -147,7 +147,7 @@ def numbers(col: pa.Array, codes: np.ndarray) -> np.ndarray:
     return pc.cast(clean, pa.float64()).to_numpy(zero_copy_only=False)
 
 
-def _strict(col: pa.Array | pa.ChunkedArray, fmt: str) -> pa.Array | pa.ChunkedArray:
+def strptime_exact(col: pa.Array | pa.ChunkedArray, fmt: str) -> pa.Array | pa.ChunkedArray:
     """``strptime`` of zero-padded texts, null where the time written back differs from the text: Arrow's
     ``strptime`` is lenient (``02/30/24`` becomes March 1, second 60 the next minute)."""
     parsed = pc.strptime(col, format=fmt, unit="us", error_is_null=True)
@@ -160,7 +160,7 @@ def times(col: pa.Array | pa.ChunkedArray, formats: tuple[str, ...]) -> tuple[np
     """Microseconds of zero-padded times of a text column in the first of ``formats`` that reads them exactly,
     and which were read. The column is read as it is; only the cells that fail get trimmed and the other forms
     tried."""
-    first = _strict(col, formats[0])
+    first = strptime_exact(col, formats[0])
     ok = pc.is_valid(first).to_numpy(zero_copy_only=False)
     ts = pc.fill_null(first.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
     if ok.all():
@@ -169,7 +169,7 @@ def times(col: pa.Array | pa.ChunkedArray, formats: tuple[str, ...]) -> tuple[np
     missing = np.flatnonzero(~ok)
     rest = pc.utf8_trim_whitespace(col.take(pa.array(missing)))
     for fmt in formats:
-        got = _strict(rest, fmt)
+        got = strptime_exact(rest, fmt)
         hit = pc.is_valid(got).to_numpy(zero_copy_only=False) & ~ok[missing]
         ts[missing[hit]] = pc.fill_null(got.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)[hit]
         ok[missing[hit]] = True

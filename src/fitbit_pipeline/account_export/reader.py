@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import activities
-from ..export_rows import Assembly, ExportRead, Participants, Rows, header, read_csv, times, typed
+from ..export_rows import Assembly, ExportRead, Participants, Rows, header, read_csv, strptime_exact, times, typed
 from ..limits import Limits
 from ..parse import FileRejected, _raw
 from ..timezones import ZoneMap, convert, from_utc
@@ -60,11 +60,16 @@ def _json(raw: bytes, name: str, metric: files.Metric) -> tuple[pa.Array, pa.Arr
 
 
 def _instants(col: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """UTC microseconds of ``2024-10-27T00:00:04Z`` texts (fractional seconds allowed), and which are valid."""
+    """UTC microseconds of ``2024-10-27T00:00:04Z`` texts (up to nine fraction digits, the first six kept), and
+    which are valid: a real date and time (``2024-02-30``, hour 24 or second 60 are not)."""
     ok = pc.match_substring_regex(col, files.CSV_INSTANT)
     clean = pc.if_else(ok, col, "1970-01-01T00:00:00Z")
-    us = pc.cast(pc.cast(clean, pa.timestamp("us", tz="UTC")), pa.int64()).to_numpy(zero_copy_only=False)
-    return us, ok.to_numpy(zero_copy_only=False)
+    base = strptime_exact(pc.utf8_slice_codeunits(clean, 0, 19), "%Y-%m-%dT%H:%M:%S")
+    fraction = pc.utf8_slice_codeunits(pc.replace_substring(clean, "Z", ""), 20, 26)
+    micros = pc.cast(pc.utf8_rpad(pc.if_else(pc.equal(fraction, ""), "0", fraction), 6, "0"), pa.int64())
+    valid = ok.to_numpy(zero_copy_only=False) & pc.is_valid(base).to_numpy(zero_copy_only=False)
+    seconds = pc.fill_null(base.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
+    return np.where(valid, seconds + micros.to_numpy(zero_copy_only=False), 0), valid
 
 
 def _local_days_of(utc: np.ndarray, ok: np.ndarray, participant: str, zones: ZoneMap | None, name: str) -> np.ndarray:
