@@ -363,6 +363,8 @@ def _variants() -> list[tuple[str, str, bytes]]:
         "month 13": lambda p: p["steps"]["interval"]["civilStartTime"]["date"].update(month=13),
         "30 February": lambda p: p["steps"]["interval"]["civilStartTime"]["date"].update(month=2, day=30),
         "no start": lambda p: p["steps"]["interval"].pop("startTime"),
+        "start at hour 24": lambda p: p["steps"]["interval"].update(startTime="2026-11-02T24:00:00Z"),
+        "end on 30 February": lambda p: p["steps"]["interval"].update(endTime="2026-02-30T06:01:00Z"),
         "no end": lambda p: p["steps"]["interval"].pop("endTime"),
         "no offset": lambda p: p["steps"]["interval"].pop("startUtcOffset"),
         "wrong offset": lambda p: p["steps"]["interval"].update(startUtcOffset="-18000s"),

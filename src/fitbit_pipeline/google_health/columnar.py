@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
+from ..export_rows import strptime_exact
 from .datatypes import DataType
 from .points import CHECKS, LATER_FORMS, Rejected, Series
 
@@ -113,14 +114,16 @@ def _np(arr: pa.Array, fill: int = 0) -> np.ndarray:
     return pc.fill_null(arr, fill).to_numpy(zero_copy_only=False)
 
 
-def _instant_us(arr: pa.Array) -> np.ndarray:
-    """Microseconds of canonical RFC 3339 UTC instants (nulls: 0)."""
+def _instant_us(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Microseconds of canonical RFC 3339 UTC instants, and which are real times (nulls: 0, valid; an hour 24
+    or a February 30 is not, where Arrow's ``strptime`` would raise or move it)."""
     text = pc.fill_null(arr, "1970-01-01T00:00:00Z")
-    base = pc.strptime(pc.utf8_slice_codeunits(text, 0, 19), "%Y-%m-%dT%H:%M:%S", "us")
-    seconds = base.cast(pa.int64()).to_numpy(zero_copy_only=False)
+    base = strptime_exact(pc.utf8_slice_codeunits(text, 0, 19), "%Y-%m-%dT%H:%M:%S")
+    ok = pc.is_valid(base).to_numpy(zero_copy_only=False)
+    seconds = pc.fill_null(base.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
     fraction = pc.utf8_slice_codeunits(pc.replace_substring(text, "Z", ""), 20, 26)
     padded = pc.utf8_rpad(pc.if_else(pc.equal(pc.utf8_length(fraction), 0), "0", fraction), 6, "0")
-    return seconds + pc.cast(padded, pa.int64()).to_numpy(zero_copy_only=False)
+    return seconds + pc.cast(padded, pa.int64()).to_numpy(zero_copy_only=False), ok
 
 
 def _civil_us(civil: pa.StructArray) -> tuple[np.ndarray, np.ndarray]:
@@ -171,11 +174,14 @@ def read_columns(raw: bytes, dtype: DataType, day: dt.date, bounds: tuple[float,
     local, civil_ok = _civil_us(civil)
     fail(~civil_ok, "time_invalid")
     fail(~present(start), "missing_field")
-    utc = _instant_us(start)
+    utc, utc_ok = _instant_us(start)
+    fail(~utc_ok, "time_invalid")
     if ends is not None:
         fail(~present(ends), "missing_field")
+        end, end_ok = _instant_us(ends)
+        fail(~end_ok, "time_invalid")
         on_minute = (local % 60_000_000) == 0
-        fail((_instant_us(ends) - utc != 60_000_000) | ~on_minute, "interval_not_minute")
+        fail((end - utc != 60_000_000) | ~on_minute, "interval_not_minute")
     fail(~present(shift), "missing_field")
     offset_us = pc.cast(pc.replace_substring(pc.fill_null(shift, "0s"), "s", ""), pa.int64()).to_numpy() * 1_000_000
     fail(utc + offset_us != local, "time_invalid")
