@@ -7,9 +7,11 @@ import json
 import os
 
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 
 from fitbit_pipeline import schema
+from fitbit_pipeline.lake import Lake
 from fitbit_pipeline.sample_data import generate
 
 from .conftest import WAREHOUSES
@@ -59,6 +61,12 @@ def test_new_days_redelivered_days_and_unsorted_rows(env, tmp_path) -> None:
     s = env.run(workers=1)
     assert s.status == "succeeded" and s.totals["files_loaded"] == 1 + 3 * 6
     _lake_equals_warehouse(env)
+    # The files holding the run's rows (what PostgreSQL copies in): not the rewrites of files it took a day from.
+    added = Lake(str(env.lake), "rural").added(s.run_id)["intraday_steps"]
+    assert added and not [f for f in added if os.path.basename(f).startswith(f"{s.run_id}-rw-")]
+    assert sum(pq.ParquetFile(f).metadata.num_rows for f in added) == len(rows) - 1 + 3 * 1440
+    if env.kind == "postgres":  # its data rows are copied from the lake, never staged
+        assert env.sql("SELECT COUNT(*) FROM rural.stg_intraday_steps") == [(0,)]
     assert env.sql(f"SELECT COUNT(*) FROM rural.intraday_steps WHERE participant_id = '{p}' AND date = '{day}'") == [
         (len(rows) - 1,)
     ]

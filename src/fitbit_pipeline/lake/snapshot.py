@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import posixpath
+
+from pyiceberg.manifest import ManifestEntryStatus
 from pyiceberg.table import Table as IcebergTable
 from pyiceberg.table.snapshots import Snapshot
 
@@ -27,3 +30,21 @@ def run_snapshot(table: IcebergTable, run_id: str) -> Snapshot | None:
 def current_snapshot_id(table: IcebergTable) -> int | None:
     snap = table.current_snapshot()
     return snap.snapshot_id if snap is not None else None
+
+
+def added_files(table: IcebergTable, run_id: str) -> list[str]:
+    """The data files holding the rows ``run_id`` brought in: those its snapshot added, without the rewrites of
+    files it replaced rows in (``<run_id>-rw-…``, rows already there before); empty when it has no snapshot."""
+    snap = run_snapshot(table, run_id)
+    if snap is None:
+        return []
+    rewrite = f"{run_id}-rw-"
+    out = []
+    for manifest in snap.manifests(table.io):
+        if manifest.added_snapshot_id != snap.snapshot_id:
+            continue
+        for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
+            path = entry.data_file.file_path
+            if entry.status == ManifestEntryStatus.ADDED and not posixpath.basename(path).startswith(rewrite):
+                out.append(path)
+    return sorted(out)

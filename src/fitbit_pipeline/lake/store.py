@@ -18,7 +18,7 @@ from ..errors import SafeError
 from ..sources import filesystem, is_local
 from .catalog import CatalogConfig, local_path, open_catalog, open_tables
 from .commit import TableCommit, commit_run, leftovers, replace_keys, write_rows
-from .snapshot import current_snapshot_id, data_files
+from .snapshot import added_files, current_snapshot_id, data_files
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,11 @@ class Lake:
     def files(self) -> dict[str, list[str]]:
         """The current data files of every data table."""
         return {name: data_files(table) for name, table in self.tables.items()}
+
+    def added(self, run_id: str) -> dict[str, list[str]]:
+        """Per data table, the files holding the rows ``run_id`` committed (what a warehouse with its own copy
+        of the rows loads)."""
+        return {name: added_files(table, run_id) for name, table in self.tables.items()}
 
     def snapshots(self) -> dict[str, int | None]:
         return {name: current_snapshot_id(table) for name, table in self.tables.items()}
