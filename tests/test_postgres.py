@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import subprocess
@@ -12,6 +13,7 @@ from urllib.parse import urlsplit
 
 import duckdb
 import psycopg
+import pyarrow as pa
 import pytest
 
 from fitbit_pipeline import pipeline, schema
@@ -166,7 +168,43 @@ def test_failed_merge_leaves_production_untouched(make_env, kind) -> None:
         # Nothing was committed, in the warehouse or the lake (the lake state still names no snapshot).
         assert wh.table_counts() == {t.name: 13 if t is schema.PIPELINE_LAKE_STATE else 0 for t in schema.ALL_TABLES}
         assert set(wh.lake_state().values()) == {(None, "adopted-legacy-lake")}
-        assert wh.query(f"SELECT COUNT(*) FROM {wh.names.q('stg_intraday_steps')}") == [(1440,)]
+        # The staged ledger is still there for a retry (PostgreSQL stages no data rows: it copies them from the
+        # lake inside the merge).
+        assert wh.query(f"SELECT COUNT(*) FROM {wh.names.q('stg_pipeline_files')}") == [(6,)]
+
+
+def test_binary_copy_keeps_nulls_and_fits_tables_of_older_types(postgres_db) -> None:
+    """Rows reach PostgreSQL as binary COPY: every value and null comes back as sent, and a table an earlier
+    version made with a narrower integer takes the rows cast to its type, refusing one that does not fit."""
+    t, d = schema.BY_NAME["intraday_calories"], schema.BY_NAME["daily_steps"]
+    ts = [dt.datetime(2024, 3, 10, 2, 30), dt.datetime(2024, 3, 10, 3, 0, 0, 250_000)]
+    rows = pa.table(
+        {
+            "participant_id": ["P-1", HOSTILE_IDS[3]],
+            "date": [dt.date(2024, 3, 10)] * 2,
+            "ts": ts,
+            "ts_utc": [None, dt.datetime(2024, 3, 10, 7, 0, 0, 250_000)],
+            "tz_flag": ["nonexistent", None],
+            "value": [1.25, 0.0],
+            "level": [None, 2.0],
+            "mets": [10.0, None],
+            "source_file": ['a,b\n"c"', "ø"],
+            "run_id": ["r1", "r1"],
+        },
+        schema=t.schema,
+    )
+    with open_warehouse(postgres_db(), "rural") as wh:
+        wh.ensure_schema()
+        wh.insert_arrow(t, rows)
+        got = wh.query_arrow(f"SELECT {wh.names.column_list(t)} FROM {wh.names.q(t.name)} ORDER BY ts")
+        assert got.to_pylist() == rows.to_pylist()
+        wh.execute(f'ALTER TABLE {wh.names.q(d.name)} ALTER COLUMN "value" TYPE INTEGER')
+        day = {"participant_id": ["P-1"], "date": [dt.date(2024, 3, 10)], "source_file": ["f"], "run_id": ["r1"]}
+        wh.insert_arrow(d, pa.table({**day, "value": [12_345]}, schema=d.schema))
+        assert wh.query(f'SELECT "value" FROM {wh.names.q(d.name)}') == [(12_345,)]
+        with pytest.raises(pa.ArrowInvalid):  # never truncated
+            wh.insert_arrow(d, pa.table({**day, "value": [2**40]}, schema=d.schema))
+        assert wh.query(f'SELECT "value" FROM {wh.names.q(d.name)}') == [(12_345,)]
 
 
 def test_production_keys_are_indexed(postgres_db) -> None:

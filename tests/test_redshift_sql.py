@@ -19,8 +19,9 @@ from fitbit_pipeline.derived_sql import derived_statements
 from fitbit_pipeline.errors import ConfigError
 from fitbit_pipeline.sample_data import generate
 from fitbit_pipeline.sql import Names, copy_credentials, ident, literal, placeholders
+from fitbit_pipeline.transform import iter_parts
 from fitbit_pipeline.warehouse import open_warehouse
-from fitbit_pipeline.warehouse.base import AccountingError
+from fitbit_pipeline.warehouse.base import AccountingError, Warehouse
 from fitbit_pipeline.warehouse.redshift_backend import (
     RedshiftSettings,
     RedshiftWarehouse,
@@ -150,11 +151,15 @@ def test_merge_is_the_shared_statements_after_a_lock(schema_name) -> None:
 
 
 def _staged(env: Env) -> pipeline.Plan:
-    """Tables, and the run's staging loaded, by the PostgreSQL backend (Redshift DDL/COPY cannot run there)."""
+    """Tables, and the run's staging loaded, by the PostgreSQL backend (Redshift DDL/COPY cannot run there):
+    every ``stg_*`` table, the data rows too, as Redshift stages them (the PostgreSQL backend itself stages no
+    data rows)."""
     with open_warehouse(env.target, "rural") as wh:
         plan = pipeline.plan_run(str(env.source), str(env.lake), wh)
         pipeline.transform_run(plan, workers=1)
-        pipeline.load_staging(plan, wh)
+        parts = {t.name: list(iter_parts(plan.staging_uri, t.name)) for t in schema.STAGED_TABLES}
+        with wh.transaction():
+            Warehouse.load_staging(wh, parts)
     return plan
 
 

@@ -308,6 +308,7 @@ def merge_run(plan: Plan, wh: Warehouse, *, valid_day_minutes: int = 600, lake_:
         the_lake.snapshots(),
         {name: c.rows for name, c in commits.items()},
         the_lake.files() if wh.follows_lake_by_views() else {},
+        the_lake.added(plan.run_id) if wh.loads_lake_files() else {},
     )
     with _phase("apply to warehouse"):
         merged = wh.merge(plan.run_id, applying, valid_day_minutes=valid_day_minutes)

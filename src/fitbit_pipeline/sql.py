@@ -201,9 +201,10 @@ class Names:
     def analyze(self, table_name: str) -> str:
         return f"ANALYZE {self.q(table_name)}"
 
-    def copy_from_stdin(self, table_name: str, columns: list[str]) -> str:
-        """PostgreSQL bulk load of CSV (``COPY ... FROM STDIN``); columns by name."""
-        return f"COPY {self.q(table_name)} ({', '.join(ident(c) for c in columns)}) FROM STDIN (FORMAT csv)"
+    def copy_from_stdin(self, table_name: str, columns: list[str], *, binary: bool = False) -> str:
+        """PostgreSQL bulk load (``COPY ... FROM STDIN``) of CSV or of the binary format; columns by name."""
+        kind = "binary" if binary else "csv"
+        return f"COPY {self.q(table_name)} ({', '.join(ident(c) for c in columns)}) FROM STDIN (FORMAT {kind})"
 
     def copy_from_s3(self, table_name: str, prefix: str, credentials: str) -> str:
         """Redshift bulk load of every Parquet file below an S3 prefix (columns by position)."""
@@ -253,28 +254,28 @@ class Names:
 
     def data_statements(self) -> list[tuple[str, list[object]]]:
         """Replace the winners' participant-days in the data tables with their staging rows."""
-        win = ident("_fitbit_winners")
-        key = "w.participant_id = {t}.participant_id AND w.date = {t}.date"
         out: list[tuple[str, list[object]]] = []
         for t in schema.DATA_TABLES:
-            target = self.q(t.name)
-            out.append(
-                (
-                    f"DELETE FROM {target} WHERE EXISTS (SELECT 1 FROM {win} w WHERE w.activity = ? AND "
-                    + key.format(t=target)
-                    + ")",
-                    [t.activity],
-                )
-            )
-            out.append(
-                (
-                    f"INSERT INTO {target} ({self.column_list(t)}) SELECT {self.column_list(t, 's')} "
-                    f"FROM {self.q(t.staging_name)} s "
-                    f"WHERE EXISTS (SELECT 1 FROM {win} w WHERE w.source_file = s.source_file)",
-                    [],
-                )
-            )
+            out += [self.delete_replaced(t), self.insert_staged(t)]
         return out
+
+    def delete_replaced(self, t: Table) -> tuple[str, list[object]]:
+        """Delete the rows of ``t`` whose participant-day its activity's winners replace."""
+        target = self.q(t.name)
+        return (
+            f"DELETE FROM {target} WHERE EXISTS (SELECT 1 FROM {ident('_fitbit_winners')} w WHERE w.activity = ? "
+            f"AND w.participant_id = {target}.participant_id AND w.date = {target}.date)",
+            [t.activity],
+        )
+
+    def insert_staged(self, t: Table) -> tuple[str, list[object]]:
+        """Insert the staged rows of ``t`` that come from winning files."""
+        return (
+            f"INSERT INTO {self.q(t.name)} ({self.column_list(t)}) SELECT {self.column_list(t, 's')} "
+            f"FROM {self.q(t.staging_name)} s "
+            f"WHERE EXISTS (SELECT 1 FROM {ident('_fitbit_winners')} w WHERE w.source_file = s.source_file)",
+            [],
+        )
 
     def ledger_statements(self) -> list[tuple[str, list[object]]]:
         """Deliveries, replaced/superseded files, rejects, findings and the ledger rows of the processed files."""

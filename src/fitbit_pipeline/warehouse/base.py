@@ -30,13 +30,15 @@ class MergeResult:
 
 @dataclass
 class LakeApply:
-    """What the warehouse applies of a lake commit: per data table its snapshot, the run's rows in it, and
-    the snapshot's data files (for warehouses whose data tables are views)."""
+    """What the warehouse applies of a lake commit: per data table its snapshot, the run's rows in it, the
+    snapshot's data files (for warehouses whose data tables are views) and the files holding the run's rows
+    (for warehouses that load them: :meth:`Warehouse.loads_lake_files`)."""
 
     run_id: str
     snapshots: dict[str, int | None]
     rows: dict[str, int]
     files: dict[str, list[str]]
+    added: dict[str, list[str]] = field(default_factory=dict)
 
     def state_rows(self, run_id: str) -> pa.Table:
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
@@ -209,6 +211,17 @@ class Warehouse(abc.ABC):
     def refresh_views(self, files: dict[str, list[str]]) -> None:
         raise NotImplementedError("this warehouse keeps its own copy of the data tables")
 
+    def loads_lake_files(self) -> bool:
+        """Whether :meth:`apply_data` loads the lake files of the run (``LakeApply.added``) rather than the
+        ``stg_*`` data tables, which then stay empty."""
+        return False
+
+    def apply_data(self, lake: LakeApply) -> dict[str, int]:
+        """Replace the winners' participant-days in the data tables by the run's rows (a warehouse keeping its
+        own copy, inside the merge transaction, after the winners table is made); rows inserted per table.
+        Here from the ``stg_*`` tables."""
+        return self._run_counting(self.names.data_statements())
+
     def merge(self, run_id: str, lake: LakeApply, valid_day_minutes: int = 600) -> MergeResult:
         """Apply a run the lake has committed, in one transaction; checks the accounting identity.
 
@@ -224,11 +237,9 @@ class Warehouse(abc.ABC):
             views = self.follows_lake_by_views()
             if views:
                 self.refresh_views(lake.files)
-            statements = self.names.winner_statements()
-            if not views:
-                statements += self.names.data_statements()
-            statements += self.names.ledger_statements()
-            inserted = self._run_counting(statements)
+            self._run_counting(self.names.winner_statements())
+            inserted = {} if views else self.apply_data(lake)
+            self._run_counting(self.names.ledger_statements())
             days = self.query(f"SELECT MIN(date), MAX(date) FROM {self.names.winners_table()}")[0]
             if days[0] is not None:
                 self._run_counting(derived_statements(self.names, run_id, valid_day_minutes, (days[0], days[1])))

@@ -1,4 +1,9 @@
-"""PostgreSQL (psycopg 3): staging bulk-loaded with ``COPY ... FROM STDIN``, merges serialised per schema.
+"""PostgreSQL (psycopg 3): rows bulk-loaded with binary ``COPY ... FROM STDIN``, merges serialised per schema.
+
+Rows travel as PostgreSQL's binary ``COPY`` format encoded from Arrow record batches by ``pgpq`` (no text
+conversion on either side). The data tables are loaded once: the merge deletes the replaced participant-days
+and copies the lake files holding the run's rows straight into them (the ``stg_*`` data tables stay empty);
+the ledger, rejects and findings go through their ``stg_*`` tables as before.
 
 Concurrency: runs share the ``stg_*`` tables of a schema, so a run holds a session-level advisory
 lock on the schema from loading its staging until it closes the warehouse, and every merge
@@ -8,25 +13,24 @@ separate connection, e.g. an Airflow task). A second run waits; it never interle
 
 from __future__ import annotations
 
-import io
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from .. import schema
 from ..errors import ConfigError, mask_url, scrub_url
 from ..schema import Table
 from ..sql import Names, lock_key, placeholders
-from .base import MergeResult, Warehouse
+from .base import LakeApply, MergeResult, Warehouse
 
 _DML = re.compile(r"\s*(INSERT|DELETE|UPDATE)\b", re.IGNORECASE)
 _BATCH_ROWS = 1 << 16
 CONNECT_TIMEOUT_S = 10
+MERGE_WORK_MEM = "256MB"  # per sort or hash of the merge transaction (the server's default is 4 MB)
 
 # PostgreSQL / Redshift type OIDs -> Arrow types (others are inferred from the values).
 OID_TYPES: dict[int, pa.DataType] = {
@@ -62,11 +66,30 @@ def _open(part: str) -> Any:
     return open(part, "rb")
 
 
-def _csv(batch: pa.RecordBatch) -> bytes:
-    """One record batch as headerless CSV: strings quoted, nulls unquoted-empty (COPY's CSV NULL)."""
-    buf = io.BytesIO()
-    pcsv.write_csv(batch, buf, pcsv.WriteOptions(include_header=False, quoting_style="needed"))
-    return buf.getvalue()
+# ``information_schema.columns.data_type`` -> the Arrow type whose binary form the column reads.
+_COLUMN_TYPES: dict[str, pa.DataType] = {
+    "text": pa.string(),
+    "character varying": pa.string(),
+    "character": pa.string(),
+    "bigint": pa.int64(),
+    "integer": pa.int32(),
+    "smallint": pa.int16(),
+    "double precision": pa.float64(),
+    "real": pa.float32(),
+    "boolean": pa.bool_(),
+    "date": pa.date32(),
+    "timestamp without time zone": pa.timestamp("us"),
+}
+
+
+def _parquet_batches(parts: Sequence[str], columns: list[str]) -> Iterator[pa.RecordBatch]:
+    for part in parts:
+        with _open(part) as fh:
+            pf = pq.ParquetFile(fh)
+            missing = [c for c in columns if c not in pf.schema_arrow.names]
+            if missing:
+                raise ValueError(f"{part} has no column {missing[0]!r}")
+            yield from pf.iter_batches(batch_size=_BATCH_ROWS, columns=columns)
 
 
 class PostgresWarehouse(Warehouse):
@@ -122,25 +145,44 @@ class PostgresWarehouse(Warehouse):
             yield
 
     def load_table(self, table_name: str, parts: Sequence[str]) -> None:
-        """Stream the Parquet parts as CSV record batches into one ``COPY ... FROM STDIN``."""
-        if not parts:
-            return
-        with _open(parts[0]) as fh:
-            columns = pq.ParquetFile(fh).schema_arrow.names
-        with self.con.cursor() as cur, cur.copy(self.names.copy_from_stdin(table_name, columns)) as copy:
-            for part in parts:
-                with _open(part) as fh:
-                    pf = pq.ParquetFile(fh)
-                    if pf.schema_arrow.names != columns:
-                        raise ValueError(f"staging part {part} has other columns than {parts[0]}")
-                    for batch in pf.iter_batches(batch_size=_BATCH_ROWS):
-                        copy.write(_csv(batch))
+        """Stream the Parquet parts into one binary ``COPY ... FROM STDIN``."""
+        if parts:
+            self._copy(table_name, _parquet_batches(parts, self._column_types(table_name).names))
 
     def insert_arrow(self, table: Table, data: pa.Table) -> None:
-        data = data.select(table.columns)
-        with self.con.cursor() as cur, cur.copy(self.names.copy_from_stdin(table.name, table.columns)) as copy:
-            for batch in data.to_batches(max_chunksize=_BATCH_ROWS):
-                copy.write(_csv(batch))
+        self._copy(table.name, data.select(table.columns).to_batches(max_chunksize=_BATCH_ROWS))
+
+    def _column_types(self, table_name: str) -> pa.Schema:
+        """The table's columns, typed as its binary ``COPY`` reads them (tables an earlier version made may
+        differ from the model: rows are cast to what the table holds)."""
+        found = self.query(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? "
+            "AND table_name = ? ORDER BY ordinal_position",
+            [self.names.schema, table_name],
+        )
+        if not found:
+            raise ValueError(f"no table {table_name} in schema {self.names.schema}")
+        unknown = [(c, t) for c, t in found if t not in _COLUMN_TYPES]
+        if unknown:
+            raise ValueError(f"{table_name}.{unknown[0][0]} has a type the loader does not write: {unknown[0][1]}")
+        return pa.schema([pa.field(str(c), _COLUMN_TYPES[str(t)]) for c, t in found])
+
+    def _copy(self, table_name: str, batches: Iterable[pa.RecordBatch]) -> int:
+        """Binary ``COPY`` of ``batches`` (the table's columns, by name) into ``table_name``; rows copied."""
+        import pgpq
+
+        target = self._column_types(table_name)
+        encoder = pgpq.ArrowToPostgresBinaryEncoder(target)
+        rows = 0
+        statement = self.names.copy_from_stdin(table_name, target.names, binary=True)
+        with self.con.cursor() as cur, cur.copy(statement) as copy:
+            copy.write(encoder.write_header())
+            for batch in batches:
+                columns = [batch.column(f.name).cast(f.type) for f in target]
+                copy.write(encoder.write_batch(pa.RecordBatch.from_arrays(columns, schema=target)))
+                rows += batch.num_rows
+            copy.write(encoder.finish())
+        return rows
 
     def close(self) -> None:
         self.con.close()  # also releases the schema lock
@@ -182,16 +224,34 @@ class PostgresWarehouse(Warehouse):
         return not complete or bool(self.missing_columns() or self.widened_columns() or self.relaxed_columns())
 
     def load_staging(self, parts_by_table: dict[str, list[str]]) -> None:
-        """Replace the ``stg_*`` tables in one transaction, holding the schema until this run closes."""
+        """Replace the ``stg_*`` tables in one transaction, holding the schema until this run closes. The data
+        rows are not staged: the merge copies them from the lake (:meth:`apply_data`)."""
         self._lock_schema()
+        data = {t.name for t in schema.DATA_TABLES}
         with self.transaction():
-            super().load_staging(parts_by_table)
+            super().load_staging({name: parts for name, parts in parts_by_table.items() if name not in data})
             for t in schema.STAGED_TABLES:
-                self.execute(self.names.analyze(t.staging_name))
+                if t.name not in data:
+                    self.execute(self.names.analyze(t.staging_name))
+
+    def loads_lake_files(self) -> bool:
+        return True
+
+    def apply_data(self, lake: LakeApply) -> dict[str, int]:
+        """Per data table: delete the participant-days the winners replace, then copy in the lake files that
+        hold the run's rows (once, straight into the indexed table)."""
+        inserted = {}
+        for t in schema.DATA_TABLES:
+            self.execute(*self.names.delete_replaced(t))
+            files = lake.added.get(t.name, [])
+            inserted[t.name] = self._copy(t.name, _parquet_batches(files, t.columns)) if files else 0
+        return inserted
 
     def merge(self, run_id: str, *args: Any, **kwargs: Any) -> MergeResult:
         """The shared merge in one transaction that first takes ``pg_advisory_xact_lock``."""
         with self.transaction():
             for sql, params in self.names.merge_lock():
                 self.execute(sql, params)
+            # the wear aggregate groups every heart sample of the touched days by minute: in memory, not spilled
+            self.execute(f"SET LOCAL work_mem = '{MERGE_WORK_MEM}'")
             return super().merge(run_id, *args, **kwargs)
