@@ -87,9 +87,11 @@ def cross_file_statements(names: Names, run_id: str, days: Days) -> list[tuple[s
             "'no heart-rate samples on a day with steps (tracker worn?)' "
             f"FROM {deliveries} h JOIN ({touched}) t ON t.participant_id = h.participant_id AND t.date = h.date "
             f"JOIN {names.q('daily_steps')} s ON s.participant_id = h.participant_id AND s.date = h.date "
+            # per delivery a probe of the (participant, date) key: an index lookup on PostgreSQL, an anti-join
+            # pruned to the touched days elsewhere (no scan of every heart row of those days)
             "WHERE h.activity = 'heart' AND s.value > 0 AND NOT EXISTS (SELECT 1 FROM "
-            f"(SELECT DISTINCT participant_id, date FROM ({_heart_days(names)}) d) i "
-            "WHERE i.participant_id = h.participant_id AND i.date = h.date)",
+            f"{names.q('intraday_heart')} i WHERE i.participant_id = h.participant_id AND i.date = h.date "
+            "AND i.date BETWEEN ? AND ?)",
             [run_id, *days],
         ),
     ]
