@@ -15,8 +15,9 @@ files, each measurement in a fresh process:
   next to its two floors: the transform floor (``duckdb``) and the load floor ``pg-copy`` (the same intraday
   rows as CSV through one plain ``COPY`` into unlogged tables without indexes). The server's own memory and
   CPU are not counted (it is not a descendant of the benchmark);
-- ``pg-variants`` (opt-in, with ``pg-copy``): the load floor's rows sent otherwise: through ADBC's
-  PostgreSQL driver (Arrow as binary ``COPY``), and into logged tables with the production key's index;
+- ``pg-variants`` (opt-in, with ``pg-copy``): the load floor's rows sent otherwise: as binary ``COPY`` encoded
+  by pgpq (as the warehouse sends them) or through ADBC's PostgreSQL driver, and into logged tables with the
+  production key's index;
 - ``google-health`` (opt-in, ``--only transform,google-health``): the transform of Google Health API v4
   documents (``--gh-participants`` x 7 days, second-level heart rate, from the project's seeded generator),
   its rows/s against the Web API documents' in the same run;
@@ -356,8 +357,10 @@ def _measure_all(a: argparse.Namespace, only: set[str], postgres: str | None) ->
         results["pg_copy"] = repeat("pg-copy", a.reps, "pg-copy", source, work, pg, pp)
     if postgres and "pg-variants" in only:  # what the load would cost sent otherwise, or into indexed tables
         for key, extra in (
+            ("pg_copy_binary", ["--variant", "binary"]),
             ("pg_copy_adbc", ["--variant", "adbc"]),
             ("pg_copy_indexed", ["--indexed"]),
+            ("pg_copy_binary_indexed", ["--variant", "binary", "--indexed"]),
             ("pg_copy_adbc_indexed", ["--variant", "adbc", "--indexed"]),
         ):
             results[key] = repeat(key.replace("_", "-"), a.reps, "pg-copy", source, work, [*pg, *extra], pp)
@@ -415,8 +418,10 @@ def _measure_all(a: argparse.Namespace, only: set[str], postgres: str | None) ->
         "ax_transform": "project transform stage, Fitbit account exports",
         "pg_copy": "load floor: plain COPY (CSV) into unlogged PostgreSQL tables",
         "run_postgres": "project `run` end to end (PostgreSQL warehouse)",
+        "pg_copy_binary": "the same rows as binary COPY (pgpq + psycopg, as the warehouse) into unlogged tables",
         "pg_copy_adbc": "the same rows through ADBC (Arrow, binary COPY) into unlogged tables",
         "pg_copy_indexed": "the same rows, plain COPY (CSV) into logged tables with the key's index",
+        "pg_copy_binary_indexed": "the same rows as binary COPY (pgpq) into logged tables with the key's index",
         "pg_copy_adbc_indexed": "the same rows through ADBC into logged tables with the key's index",
     }
     rows = [

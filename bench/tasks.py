@@ -13,7 +13,8 @@ Tasks:
 - ``pg-copy``: the PostgreSQL load floor (``--postgres URL``). Untimed, the DuckDB reference writes the
   intraday rows as Parquet; then timed, each activity's rows go through one bulk load into an unlogged table
   without indexes, in a fresh database (its peak memory includes the untimed DuckDB step): CSV through
-  plain ``COPY ... FROM STDIN (FORMAT csv)``, or with ``--variant adbc`` Arrow through ADBC's binary ``COPY``;
+  plain ``COPY ... FROM STDIN (FORMAT csv)``, or with ``--variant binary|adbc`` Arrow as binary ``COPY``
+  (encoded by pgpq and sent by psycopg, or through ADBC);
   ``--indexed`` loads logged tables with the production key's index instead.
 - ``naive``: per-file ``json.load``, a dict per row with ``datetime.strptime``, pandas, Parquet.
 - ``weekly``: the source is a ``bench.weekly`` root. Untimed, the exports ``week-00`` .. of the history are
@@ -222,15 +223,18 @@ def task_pg_copy(
     """The load floor: the same intraday rows through one bulk load per activity into a fresh database.
 
     ``variant`` ``csv``: pyarrow writes CSV, psycopg sends it through ``COPY ... FROM STDIN (FORMAT csv)``
-    (what the warehouse does today); ``adbc``: ADBC's PostgreSQL driver sends the Arrow batches as binary
-    ``COPY`` (``adbc_ingest``). Unlogged tables without indexes, or with ``indexed`` logged tables with the
-    production key's index (participant, date, time), as the production tables are.
+    (the issue's floor); ``binary``: ``pgpq`` encodes the Arrow batches as binary ``COPY`` sent by psycopg
+    (what the warehouse does); ``adbc``: ADBC's PostgreSQL driver sends them as binary ``COPY``
+    (``adbc_ingest``). Unlogged tables without indexes, or with ``indexed`` logged tables with the production
+    key's index (participant, date, time), as the production tables are.
     """
+    import io
+
+    import pgpq
     import psycopg
     import pyarrow as pa
+    import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
-
-    from fitbit_pipeline.warehouse.postgres_backend import _csv as warehouse_csv
 
     task_duckdb(source, work, workers)  # untimed: the rows, as Parquet
     url = fresh_database(postgres)
@@ -262,10 +266,22 @@ def task_pg_copy(
     else:
         with psycopg.connect(url, autocommit=True) as con:
             for activity, path in parquet.items():
-                with con.cursor() as cur, cur.copy(f'COPY "intraday_{activity}" FROM STDIN (FORMAT csv)') as copy:
-                    for batch in pq.ParquetFile(path).iter_batches(batch_size=1 << 16):
-                        copy.write(warehouse_csv(batch))  # the warehouse's own CSV encoding
+                pf = pq.ParquetFile(path)
+                encoder = pgpq.ArrowToPostgresBinaryEncoder(pf.schema_arrow)
+                copy_sql = f'COPY "intraday_{activity}" FROM STDIN (FORMAT {variant})'
+                with con.cursor() as cur, cur.copy(copy_sql) as copy:
+                    if variant == "binary":
+                        copy.write(encoder.write_header())
+                    for batch in pf.iter_batches(batch_size=1 << 16):
+                        if variant == "binary":
+                            copy.write(encoder.write_batch(batch))
+                        else:  # strings quoted, nulls unquoted-empty (COPY's CSV NULL)
+                            buf = io.BytesIO()
+                            pcsv.write_csv(batch, buf, pcsv.WriteOptions(include_header=False, quoting_style="needed"))
+                            copy.write(buf.getvalue())
                         rows += batch.num_rows
+                    if variant == "binary":
+                        copy.write(encoder.finish())
     seconds = time.perf_counter() - t0
     return {"seconds": seconds, "rows": rows}
 
@@ -316,7 +332,7 @@ def main() -> None:
     p.add_argument("--again", action="store_true", help="run: time a second run with nothing new")
     p.add_argument("--history", type=int, default=0, help="weekly: exports loaded before the timed one")
     p.add_argument("--scattered", action="store_true", help="weekly: also time the scattered re-delivery")
-    p.add_argument("--variant", choices=["csv", "adbc"], default="csv", help="pg-copy: how the rows are sent")
+    p.add_argument("--variant", choices=["csv", "binary", "adbc"], default="csv", help="pg-copy: how the rows are sent")
     p.add_argument("--indexed", action="store_true", help="pg-copy: into logged tables with the key's index")
     p.add_argument("--postgres", help="run, pg-copy: a PostgreSQL server URL (each task makes its own database)")
     p.add_argument("--zone", help="transform: the participants' time zone (account exports)")
