@@ -207,6 +207,43 @@ def test_binary_copy_keeps_nulls_and_fits_tables_of_older_types(postgres_db) -> 
         assert wh.query(f'SELECT "value" FROM {wh.names.q(d.name)}') == [(12_345,)]
 
 
+def _index_oids(env: Env) -> dict[str, int]:
+    """The valid indexes of schema ``rural`` by name, with their OID (a rebuilt index gets a new one)."""
+    found = env.sql(
+        "SELECT c.relname, c.oid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'rural' AND i.indisvalid"
+    )
+    return {str(name): int(oid) for name, oid in found}
+
+
+def test_a_bulk_copy_rebuilds_the_indexes_and_a_small_one_keeps_them(make_env, tmp_path) -> None:
+    """Into an empty table the rows are copied without its index, which is built once after; a copy smaller
+    than the table goes through the index. Either way every index is there and valid afterwards."""
+    env = make_env("e", "postgres")
+    truth = generate(tmp_path / "all", participants=2, days=3, seed=8)
+    last = max(d.date for d in truth.days).isoformat()
+    for p in {d.participant_id for d in truth.days}:
+        (env.source / p).mkdir(parents=True)
+        for day in (tmp_path / "all" / p).iterdir():
+            if day.name != last:
+                day.rename(env.source / p / day.name)
+    with open_warehouse(env.target, "rural") as wh:
+        wh.ensure_schema()
+    want = {name for t in schema.ALL_TABLES for name in Names("rural", "postgres").create_indexes(t)}
+    made = _index_oids(env)
+    assert set(made) == want
+    assert env.run().status == "succeeded"
+    first = _index_oids(env)
+    assert set(first) == want
+    assert first["intraday_steps__participant_id_date_ts_idx"] != made["intraday_steps__participant_id_date_ts_idx"]
+    assert first["pipeline_files__source_file_idx"] == made["pipeline_files__source_file_idx"]  # not a data table
+    for p in {d.participant_id for d in truth.days}:
+        (tmp_path / "all" / p / last).rename(env.source / p / last)
+    assert env.run().status == "succeeded"
+    assert _index_oids(env) == first  # one new day into two: through the indexes
+    assert env.sql("SELECT COUNT(*) FROM rural.intraday_steps") == [(2 * 3 * 1440,)]
+
+
 def test_production_keys_are_indexed(postgres_db) -> None:
     url = postgres_db()
     with open_warehouse(url, "rural") as wh:

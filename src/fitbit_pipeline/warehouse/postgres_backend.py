@@ -82,6 +82,11 @@ _COLUMN_TYPES: dict[str, pa.DataType] = {
 }
 
 
+def _parquet_rows(part: str) -> int:
+    with _open(part) as fh:
+        return pq.ParquetFile(fh).metadata.num_rows
+
+
 def _parquet_batches(parts: Sequence[str], columns: list[str]) -> Iterator[pa.RecordBatch]:
     for part in parts:
         with _open(part) as fh:
@@ -239,19 +244,41 @@ class PostgresWarehouse(Warehouse):
 
     def apply_data(self, lake: LakeApply) -> dict[str, int]:
         """Per data table: delete the participant-days the winners replace, then copy in the lake files that
-        hold the run's rows (once, straight into the indexed table)."""
+        hold the run's rows (once, straight into the production table)."""
         inserted = {}
         for t in schema.DATA_TABLES:
             self.execute(*self.names.delete_replaced(t))
             files = lake.added.get(t.name, [])
+            rebuild = self._indexes_to_rebuild(t, files)
+            for name in rebuild:
+                self.execute(f"DROP INDEX IF EXISTS {self.names.q(name)}")
             inserted[t.name] = self._copy(t.name, _parquet_batches(files, t.columns)) if files else 0
+            for statement in rebuild.values():
+                self.execute(statement)
         return inserted
+
+    def _indexes_to_rebuild(self, t: Table, files: Sequence[str]) -> dict[str, str]:
+        """The indexes of ``t`` to drop before the copy and build again after it: when the table is empty or the
+        copy brings at least as many rows as it holds, one sorted build costs less than inserting every row into
+        the index (PostgreSQL's own advice for bulk loads). Readers of the table then wait for the apply to
+        commit (dropping an index locks the table); an ordinary weekly load keeps its indexes."""
+        indexes = self.names.create_indexes(t)
+        if not files or not indexes:
+            return {}
+        table = self.names.q(t.name)
+        if not self.query(f"SELECT 1 FROM {table} LIMIT 1"):
+            return indexes
+        estimate = float(self.query("SELECT reltuples FROM pg_class WHERE oid = CAST(? AS regclass)", [table])[0][0])
+        adding = sum(_parquet_rows(f) for f in files)
+        return indexes if 0 <= estimate <= adding else {}
 
     def merge(self, run_id: str, *args: Any, **kwargs: Any) -> MergeResult:
         """The shared merge in one transaction that first takes ``pg_advisory_xact_lock``."""
         with self.transaction():
             for sql, params in self.names.merge_lock():
                 self.execute(sql, params)
-            # the wear aggregate groups every heart sample of the touched days by minute: in memory, not spilled
+            # the wear aggregate groups every heart sample of the touched days by minute, and an index rebuilt
+            # after a bulk copy sorts the table's keys: both in memory rather than spilled
             self.execute(f"SET LOCAL work_mem = '{MERGE_WORK_MEM}'")
+            self.execute(f"SET LOCAL maintenance_work_mem = '{MERGE_WORK_MEM}'")
             return super().merge(run_id, *args, **kwargs)
