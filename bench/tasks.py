@@ -64,9 +64,15 @@ class _PhaseTimes(logging.Handler):
 
 
 def fresh_database(server: str) -> str:
-    """The URL of a new, empty database on the PostgreSQL server ``server`` (the tests' helper)."""
+    """The URL of a new, empty database on the PostgreSQL server ``server`` (the tests' helper), after a
+    ``CHECKPOINT``: the server writes out what earlier tasks left dirty before this one is timed, instead of
+    during it (measured: a run after three load-floor tasks took 74 s to apply, on a fresh server 48 s)."""
+    import psycopg
+
     from tests.pg_server import create_database
 
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute("CHECKPOINT")
     return create_database(server, "bench")[1]
 
 
