@@ -156,6 +156,28 @@ def strptime_exact(col: pa.Array | pa.ChunkedArray, fmt: str) -> pa.Array | pa.C
     return pc.if_else(same, parsed, pa.scalar(None, parsed.type))
 
 
+_EPOCH_TEXT = "1970-01-01T00:00:00Z"
+
+
+def utc_instants(col: pa.Array, shape: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """UTC microseconds of RFC 3339 instants ``2024-10-27T00:00:04[.fraction]Z`` (the first six fraction digits
+    kept), and which are real times: ``2024-02-30``, hour 24 or second 60 are not (Arrow's ``strptime`` alone
+    would raise or move them). A null counts as valid (0): the caller checks presence. With ``shape`` (a
+    regular expression), a text or null that does not match it is not valid either."""
+    valid = np.ones(len(col), dtype=bool)
+    text = pc.fill_null(col, _EPOCH_TEXT)
+    if shape is not None:
+        matches = pc.fill_null(pc.match_substring_regex(col, shape), False)
+        text = pc.if_else(matches, text, _EPOCH_TEXT)
+        valid = matches.to_numpy(zero_copy_only=False)
+    base = strptime_exact(pc.utf8_slice_codeunits(text, 0, 19), "%Y-%m-%dT%H:%M:%S")
+    valid &= pc.is_valid(base).to_numpy(zero_copy_only=False)
+    seconds = pc.fill_null(base.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
+    fraction = pc.utf8_slice_codeunits(pc.replace_substring(text, "Z", ""), 20, 26)
+    padded = pc.utf8_rpad(pc.if_else(pc.equal(pc.utf8_length(fraction), 0), "0", fraction), 6, "0")
+    return np.where(valid, seconds + pc.cast(padded, pa.int64()).to_numpy(zero_copy_only=False), 0), valid
+
+
 def times(col: pa.Array | pa.ChunkedArray, formats: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Microseconds of zero-padded times of a text column in the first of ``formats`` that reads them exactly,
     and which were read. The column is read as it is; only the cells that fail get trimmed and the other forms

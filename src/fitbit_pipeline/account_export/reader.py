@@ -17,10 +17,9 @@ from typing import Any
 import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .. import activities
-from ..export_rows import Assembly, ExportRead, Participants, Rows, header, read_csv, strptime_exact, times, typed
+from ..export_rows import Assembly, ExportRead, Participants, Rows, header, read_csv, times, typed, utc_instants
 from ..limits import Limits
 from ..parse import FileRejected, _raw
 from ..timezones import ZoneMap, convert, from_utc
@@ -57,19 +56,6 @@ def _json(raw: bytes, name: str, metric: files.Metric) -> tuple[pa.Array, pa.Arr
         values = [v.get(metric.key) if isinstance(v, dict) else _NOT_A_NUMBER for v in values]
     text = [_number_text(v) if isinstance(r, dict) else _raw(r) for r, v in zip(records, values, strict=True)]
     return pa.array([t if isinstance(t, str) else "" for t in when], pa.string()), pa.array(text, pa.string())
-
-
-def _instants(col: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """UTC microseconds of ``2024-10-27T00:00:04Z`` texts (up to nine fraction digits, the first six kept), and
-    which are valid: a real date and time (``2024-02-30``, hour 24 or second 60 are not)."""
-    ok = pc.match_substring_regex(col, files.CSV_INSTANT)
-    clean = pc.if_else(ok, col, "1970-01-01T00:00:00Z")
-    base = strptime_exact(pc.utf8_slice_codeunits(clean, 0, 19), "%Y-%m-%dT%H:%M:%S")
-    fraction = pc.utf8_slice_codeunits(pc.replace_substring(clean, "Z", ""), 20, 26)
-    micros = pc.cast(pc.utf8_rpad(pc.if_else(pc.equal(fraction, ""), "0", fraction), 6, "0"), pa.int64())
-    valid = ok.to_numpy(zero_copy_only=False) & pc.is_valid(base).to_numpy(zero_copy_only=False)
-    seconds = pc.fill_null(base.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
-    return np.where(valid, seconds + micros.to_numpy(zero_copy_only=False), 0), valid
 
 
 def _local_days_of(utc: np.ndarray, ok: np.ndarray, participant: str, zones: ZoneMap | None, name: str) -> np.ndarray:
@@ -125,7 +111,7 @@ def _rows(
         table, malformed = read.table, read.malformed
         time_text, value_text = (table[c].combine_chunks() for c in columns[:2])
         texts = tuple(table[c].combine_chunks() for c in columns)
-        utc, ok = _instants(time_text)
+        utc, ok = utc_instants(time_text, files.CSV_INSTANT)
     if utc is not None:
         ts = _local_days_of(utc, ok, participant, zones, name)
     else:

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from ..export_rows import strptime_exact
+from ..export_rows import utc_instants
 from .datatypes import DataType
 from .points import CHECKS, LATER_FORMS, Rejected, Series
 
@@ -114,18 +114,6 @@ def _np(arr: pa.Array, fill: int = 0) -> np.ndarray:
     return pc.fill_null(arr, fill).to_numpy(zero_copy_only=False)
 
 
-def _instant_us(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """Microseconds of canonical RFC 3339 UTC instants, and which are real times (nulls: 0, valid; an hour 24
-    or a February 30 is not, where Arrow's ``strptime`` would raise or move it)."""
-    text = pc.fill_null(arr, "1970-01-01T00:00:00Z")
-    base = strptime_exact(pc.utf8_slice_codeunits(text, 0, 19), "%Y-%m-%dT%H:%M:%S")
-    ok = pc.is_valid(base).to_numpy(zero_copy_only=False)
-    seconds = pc.fill_null(base.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
-    fraction = pc.utf8_slice_codeunits(pc.replace_substring(text, "Z", ""), 20, 26)
-    padded = pc.utf8_rpad(pc.if_else(pc.equal(pc.utf8_length(fraction), 0), "0", fraction), 6, "0")
-    return seconds + pc.cast(padded, pa.int64()).to_numpy(zero_copy_only=False), ok
-
-
 def _civil_us(civil: pa.StructArray) -> tuple[np.ndarray, np.ndarray]:
     """(microseconds, valid) of CivilDateTime values; proto3: omitted numbers are 0."""
     date, time = _child(civil, "date"), _child(civil, "time")
@@ -174,11 +162,11 @@ def read_columns(raw: bytes, dtype: DataType, day: dt.date, bounds: tuple[float,
     local, civil_ok = _civil_us(civil)
     fail(~civil_ok, "time_invalid")
     fail(~present(start), "missing_field")
-    utc, utc_ok = _instant_us(start)
+    utc, utc_ok = utc_instants(start)
     fail(~utc_ok, "time_invalid")
     if ends is not None:
         fail(~present(ends), "missing_field")
-        end, end_ok = _instant_us(ends)
+        end, end_ok = utc_instants(ends)
         fail(~end_ok, "time_invalid")
         on_minute = (local % 60_000_000) == 0
         fail((end - utc != 60_000_000) | ~on_minute, "interval_not_minute")
