@@ -259,6 +259,10 @@ def _zip_docs(fs: fsspec.AbstractFileSystem, path: str, info: dict[str, Any]) ->
         )
 
 
+# The rules of a listed entry that is not a document (never opened): what :func:`_not_a_file` decides.
+NOT_A_DOCUMENT = ("link_to_directory", "special_file", "outside_source")
+
+
 def _not_a_file(fs: fsspec.AbstractFileSystem, root: str, path: str, info: dict[str, Any]) -> tuple[str, str] | None:
     """(rule, reason) for a local entry that is not a regular file inside the source root, decided without
     opening it: a link leading outside the root, a link to a directory, a FIFO, socket or device."""

@@ -17,11 +17,10 @@ import posixpath
 from collections import defaultdict
 from collections.abc import Iterable
 
-from ..sources import SourceDoc, delivery_of, marked
+from ..sources import NOT_A_DOCUMENT, SourceDoc, delivery_of, marked
 from . import files
 
 TAG = "{fitbit-account-export}"
-_SPECIAL = ("link_to_directory", "special_file", "outside_source")
 
 
 def participant_segment() -> int:
@@ -48,7 +47,7 @@ def bundle(docs: Iterable[SourceDoc], root_uri: str, segment: int | None = None)
     groups: dict[tuple[str, str], list[SourceDoc]] = defaultdict(list)
     for doc in docs:
         path = _path(doc, root_uri)
-        if doc.rule_id in _SPECIAL or not files.in_export(path):
+        if doc.rule_id in NOT_A_DOCUMENT or not files.in_export(path):
             out.append(doc)
             continue
         metric = files.metric_of(posixpath.basename(path))

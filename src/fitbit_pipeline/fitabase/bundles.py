@@ -20,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import replace
 
-from ..sources import SourceDoc, delivery_of, marked
+from ..sources import NOT_A_DOCUMENT, SourceDoc, delivery_of, marked
 from . import files
 
 _SLICE = re.compile(r"^(?P<bundle>.+\}(?:~\d+-of-\d+)?)#(?P<participant>[^/#]+)/(?P<date>\d{4}-\d{2}-\d{2})$")
@@ -111,7 +111,7 @@ def bundle(docs: Iterable[SourceDoc]) -> list[SourceDoc]:
     out: list[SourceDoc] = []
     groups: dict[tuple[str, str], list[SourceDoc]] = defaultdict(list)
     for doc in docs:
-        if _name(doc) is None or doc.rule_id in ("link_to_directory", "special_file", "outside_source"):
+        if _name(doc) is None or doc.rule_id in NOT_A_DOCUMENT:
             out.append(doc)
         else:
             groups[(doc.archive or "", posixpath.dirname(doc.logical_path))].append(doc)
