@@ -82,11 +82,6 @@ _COLUMN_TYPES: dict[str, pa.DataType] = {
 }
 
 
-def _parquet_rows(part: str) -> int:
-    with _open(part) as fh:
-        return pq.ParquetFile(fh).metadata.num_rows
-
-
 def _parquet_batches(parts: Sequence[str], columns: list[str]) -> Iterator[pa.RecordBatch]:
     for part in parts:
         with _open(part) as fh:
@@ -152,7 +147,8 @@ class PostgresWarehouse(Warehouse):
     def load_table(self, table_name: str, parts: Sequence[str]) -> None:
         """Stream the Parquet parts into one binary ``COPY ... FROM STDIN``."""
         if parts:
-            self._copy(table_name, _parquet_batches(parts, self._column_types(table_name).names))
+            target = self._column_types(table_name)
+            self._copy(table_name, _parquet_batches(parts, target.names), target)
 
     def insert_arrow(self, table: Table, data: pa.Table) -> None:
         self._copy(table.name, data.select(table.columns).to_batches(max_chunksize=_BATCH_ROWS))
@@ -172,11 +168,12 @@ class PostgresWarehouse(Warehouse):
             raise ValueError(f"{table_name}.{unknown[0][0]} has a type the loader does not write: {unknown[0][1]}")
         return pa.schema([pa.field(str(c), _COLUMN_TYPES[str(t)]) for c, t in found])
 
-    def _copy(self, table_name: str, batches: Iterable[pa.RecordBatch]) -> int:
-        """Binary ``COPY`` of ``batches`` (the table's columns, by name) into ``table_name``; rows copied."""
+    def _copy(self, table_name: str, batches: Iterable[pa.RecordBatch], target: pa.Schema | None = None) -> int:
+        """Binary ``COPY`` of ``batches`` (the table's columns, by name) into ``table_name``; rows copied.
+        ``target``: the table's :meth:`_column_types`, when the caller has them already."""
         import pgpq
 
-        target = self._column_types(table_name)
+        target = target or self._column_types(table_name)
         encoder = pgpq.ArrowToPostgresBinaryEncoder(target)
         rows = 0
         statement = self.names.copy_from_stdin(table_name, target.names, binary=True)
@@ -249,7 +246,7 @@ class PostgresWarehouse(Warehouse):
         for t in schema.DATA_TABLES:
             self.execute(*self.names.delete_replaced(t))
             files = lake.added.get(t.name, [])
-            rebuild = self._indexes_to_rebuild(t, files)
+            rebuild = self._indexes_to_rebuild(t, lake.rows.get(t.name, 0)) if files else {}
             for name in rebuild:
                 self.execute(f"DROP INDEX IF EXISTS {self.names.q(name)}")
             inserted[t.name] = self._copy(t.name, _parquet_batches(files, t.columns)) if files else 0
@@ -257,19 +254,19 @@ class PostgresWarehouse(Warehouse):
                 self.execute(statement)
         return inserted
 
-    def _indexes_to_rebuild(self, t: Table, files: Sequence[str]) -> dict[str, str]:
-        """The indexes of ``t`` to drop before the copy and build again after it: when the table is empty or the
-        copy brings at least as many rows as it holds, one sorted build costs less than inserting every row into
-        the index (PostgreSQL's own advice for bulk loads). Readers of the table then wait for the apply to
-        commit (dropping an index locks the table); an ordinary weekly load keeps its indexes."""
+    def _indexes_to_rebuild(self, t: Table, adding: int) -> dict[str, str]:
+        """The indexes of ``t`` to drop before copying ``adding`` rows in and build again after: when the table
+        is empty or the copy brings at least as many rows as it holds, one sorted build costs less than
+        inserting every row into the index (PostgreSQL's own advice for bulk loads). Readers of the table then
+        wait for the apply to commit (dropping an index locks the table); an ordinary weekly load keeps its
+        indexes."""
         indexes = self.names.create_indexes(t)
-        if not files or not indexes:
+        if not indexes:
             return {}
         table = self.names.q(t.name)
         if not self.query(f"SELECT 1 FROM {table} LIMIT 1"):
             return indexes
         estimate = float(self.query("SELECT reltuples FROM pg_class WHERE oid = CAST(? AS regclass)", [table])[0][0])
-        adding = sum(_parquet_rows(f) for f in files)
         return indexes if 0 <= estimate <= adding else {}
 
     def merge(self, run_id: str, *args: Any, **kwargs: Any) -> MergeResult:
