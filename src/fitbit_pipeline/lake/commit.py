@@ -36,6 +36,7 @@ from pyiceberg.table import Table as IcebergTable
 from .. import faults, schema
 from ..sources import filesystem, is_local
 from ..transform import iter_parts, write_parquet
+from .overwrite import overwrite
 from .snapshot import ROWS_PROPERTY, RUN_PROPERTY, current_snapshot_id, data_files, run_snapshot
 
 log = logging.getLogger(__name__)
@@ -86,8 +87,8 @@ def replace_keys(
     faults.point(f"lake-files-written:{t.name}")
     properties = {RUN_PROPERTY: run_id, ROWS_PROPERTY: str(rows)}
     tx = table.transaction()
-    update = tx.update_snapshot(snapshot_properties=properties)
-    with update.overwrite() if removed else update.fast_append() as op:
+    op = overwrite(tx, properties) if removed else tx.update_snapshot(snapshot_properties=properties).fast_append()
+    with op:
         for f in removed:
             op.delete_data_file(f)
         for f in (*kept, *added):
