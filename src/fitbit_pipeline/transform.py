@@ -603,11 +603,16 @@ def transform(
 # The fork server is started once per process, with the environment of that moment: each pool hands its
 # workers the settings the parent has now (AWS credentials chain, endpoint, region, pipeline settings).
 _ENV_PREFIXES = ("AWS_", "FITBIT_")
+ARROW_POOL_ENV = "ARROW_DEFAULT_MEMORY_POOL"
 
 
 def _forkserver() -> multiprocessing.context.ForkServerContext:
     """The forkserver context; a fork server started from here dies with this process (see :mod:`.lifeline`)."""
     os.environ[lifeline.PARENT_PID_ENV] = str(os.getpid())
+    # Workers allocate Arrow buffers with the C library's malloc, which hands a chunk's large freed buffers
+    # back to the system; Arrow's default (mimalloc) keeps them, ~25 MB a worker on the bench data, for no
+    # measurable speed (bench/RESULTS.md). A value the user set wins. Read when the fork server starts.
+    os.environ.setdefault(ARROW_POOL_ENV, "system")
     mp = multiprocessing.get_context("forkserver")
     mp.set_forkserver_preload(["__main__", "fitbit_pipeline.forkserver_preload"])
     return mp

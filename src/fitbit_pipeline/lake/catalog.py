@@ -67,10 +67,14 @@ def table_location(lake: str, table: str) -> str:
 
 
 def _io_properties(lake: str) -> dict[str, str]:
-    """FileIO for metadata: fsspec (the same s3fs and AWS chain as the rest of the pipeline) on S3."""
-    if is_local(lake):
-        return {}
+    """FileIO for metadata: fsspec, as the rest of the pipeline (on S3: the same s3fs and AWS chain).
+
+    Locally too: pyiceberg's default, ``PyArrowFileIO``, imports ``pyarrow.dataset`` (and with it pandas,
+    ~50 MB) into the run's process before the transform, when its workers need the memory.
+    """
     props = {"py-io-impl": "pyiceberg.io.fsspec.FsspecFileIO"}
+    if is_local(lake):
+        return props
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if endpoint:

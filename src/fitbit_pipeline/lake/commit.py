@@ -24,12 +24,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyiceberg.expressions import In
-from pyiceberg.io.pyarrow import (
-    _check_pyarrow_schema_compatible,
-    compute_statistics_plan,
-    data_file_statistics_from_parquet_metadata,
-    parquet_path_to_id_mapping,
-)
 from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
 from pyiceberg.table import Table as IcebergTable
 
@@ -236,6 +230,8 @@ class _Describer:
     """
 
     def __init__(self, table: IcebergTable) -> None:
+        from pyiceberg.io.pyarrow import compute_statistics_plan, parquet_path_to_id_mapping  # see catalog.py
+
         self.metadata = table.metadata
         self.schema = self.metadata.schema()
         self.plan = compute_statistics_plan(self.schema, self.metadata.properties)
@@ -243,6 +239,8 @@ class _Describer:
         self.checked = False
 
     def __call__(self, path: str) -> DataFile:
+        from pyiceberg.io.pyarrow import _check_pyarrow_schema_compatible, data_file_statistics_from_parquet_metadata
+
         fs, local = filesystem(path)
         with fs.open(local, "rb") as fh:
             footer = pq.read_metadata(fh)

@@ -1,0 +1,55 @@
+"""Transform workers allocate Arrow memory with the system allocator (it returns a chunk's freed buffers to
+the system), unless the user chose another with ``ARROW_DEFAULT_MEMORY_POOL``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+# The transform's own pool context; each worker reports the allocator Arrow chose in it.
+_PROBE = """
+from concurrent.futures import ProcessPoolExecutor
+from fitbit_pipeline import transform
+if __name__ == "__main__":
+    with ProcessPoolExecutor(2, mp_context=transform._forkserver(), initializer=transform._init_worker,
+                             initargs=(transform._worker_env(), __import__("os").getpid())) as pool:
+        probe = "__import__('pyarrow').default_memory_pool().backend_name"
+        print(sorted(set(pool.map(eval, [probe] * 4))))
+"""
+
+
+@pytest.mark.parametrize(("chosen", "expected"), [(None, "['system']"), ("mimalloc", "['mimalloc']")])
+def test_workers_allocator(tmp_path, chosen, expected) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    if chosen:
+        env["ARROW_DEFAULT_MEMORY_POOL"] = chosen
+    script = tmp_path / "probe.py"
+    script.write_text(_PROBE)
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == expected
+
+
+_OPEN_LAKE = """
+import sys
+import fitbit_pipeline.pipeline  # what the run's process imports
+from fitbit_pipeline.lake import Lake
+Lake(sys.argv[1], "rural").snapshots()  # every table loaded
+print(sorted(m for m in ("pandas", "pyarrow.dataset") if m in sys.modules))
+"""
+
+
+def test_opening_an_existing_lake_leaves_pandas_out(tmp_path) -> None:
+    """The run's process opens the lake before the transform: on a lake whose tables exist, that must not
+    import pyarrow.dataset and pandas (~50 MB held while the workers run); the commit imports them later."""
+    script = tmp_path / "open.py"
+    script.write_text(_OPEN_LAKE)
+    lake = str(tmp_path / "lake")
+    runs = [subprocess.run([sys.executable, str(script), lake], capture_output=True, text=True, timeout=120)
+            for _ in range(2)]  # fmt: skip
+    assert [r.returncode for r in runs] == [0, 0], runs[-1].stderr[-2000:]
+    # creating the tables converts their Arrow schemas with pyiceberg.io.pyarrow; loading them does not
+    assert [r.stdout.strip() for r in runs] == ["['pandas', 'pyarrow.dataset']", "[]"]
