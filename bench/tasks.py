@@ -110,19 +110,22 @@ def _linked(source_root: str, folder: str, into: str) -> None:
     shutil.copytree(os.path.join(source_root, folder), os.path.join(into, folder), copy_function=os.link)
 
 
-def task_weekly(source: str, work: str, workers: int, history: int, scattered: bool) -> dict:
+def task_weekly(
+    source: str, work: str, workers: int, history: int, scattered: bool, postgres: str | None = None
+) -> dict:
     inbox = os.path.join(work, "source")
     os.makedirs(inbox)
+    warehouse = fresh_database(postgres) if postgres else None
     loads = []
     for week in range(history):
         _linked(source, f"week-{week:02d}", inbox)
-        loads.append(round(_timed_run(inbox, work, workers)["seconds"], 2))
+        loads.append(round(_timed_run(inbox, work, workers, warehouse=warehouse)["seconds"], 2))
     _linked(source, f"week-{history:02d}", inbox)
-    out = _timed_run(inbox, work, workers)
+    out = _timed_run(inbox, work, workers, warehouse=warehouse)
     out["history_loads_s"] = loads
     if scattered:
         _linked(source, "scattered", inbox)
-        again = _timed_run(inbox, work, workers)
+        again = _timed_run(inbox, work, workers, warehouse=warehouse)
         out |= {"scattered_s": again["seconds"], "scattered_phases": again["phases"], "scattered_rows": again["rows"]}
     return out
 
@@ -340,7 +343,9 @@ def main() -> None:
     p.add_argument("--scattered", action="store_true", help="weekly: also time the scattered re-delivery")
     p.add_argument("--variant", choices=["csv", "binary", "adbc"], default="csv", help="pg-copy: how the rows are sent")
     p.add_argument("--indexed", action="store_true", help="pg-copy: into logged tables with the key's index")
-    p.add_argument("--postgres", help="run, pg-copy: a PostgreSQL server URL (each task makes its own database)")
+    p.add_argument(
+        "--postgres", help="run, pg-copy, weekly: a PostgreSQL server URL (each task makes its own database)"
+    )
     p.add_argument("--zone", help="transform: the participants' time zone (account exports)")
     a = p.parse_args()
     shutil.rmtree(a.work, ignore_errors=True)
@@ -352,7 +357,7 @@ def main() -> None:
         server = a.postgres or p.error("pg-copy needs --postgres")
         result = task_pg_copy(source, a.work, a.workers, server, a.variant, a.indexed)
     elif a.task == "weekly":
-        result = task_weekly(source, a.work, a.workers, a.history, a.scattered)
+        result = task_weekly(source, a.work, a.workers, a.history, a.scattered, a.postgres)
     elif a.task == "transform":
         result = task_transform(source, a.work, a.workers, a.zone)
     else:
