@@ -44,12 +44,15 @@ print(sorted(m for m in ("pandas", "pyarrow.dataset") if m in sys.modules))
 
 def test_opening_an_existing_lake_leaves_pandas_out(tmp_path) -> None:
     """The run's process opens the lake before the transform: on a lake whose tables exist, that must not
-    import pyarrow.dataset and pandas (~50 MB held while the workers run); the commit imports them later."""
+    import pyarrow.dataset and pandas (~40 MB held while the workers run); the commit imports them later."""
     script = tmp_path / "open.py"
     script.write_text(_OPEN_LAKE)
     lake = str(tmp_path / "lake")
     runs = [subprocess.run([sys.executable, str(script), lake], capture_output=True, text=True, timeout=120)
             for _ in range(2)]  # fmt: skip
     assert [r.returncode for r in runs] == [0, 0], runs[-1].stderr[-2000:]
-    # creating the tables converts their Arrow schemas with pyiceberg.io.pyarrow; loading them does not
-    assert [r.stdout.strip() for r in runs] == ["['pandas', 'pyarrow.dataset']", "[]"]
+    # creating the tables converts their Arrow schemas with pyiceberg.io.pyarrow (which pulls pandas in when it
+    # is installed, as with the bench extra); loading them does not
+    first, second = (r.stdout.strip() for r in runs)
+    assert "'pyarrow.dataset'" in first
+    assert second == "[]"

@@ -69,8 +69,8 @@ def table_location(lake: str, table: str) -> str:
 def _io_properties(lake: str) -> dict[str, str]:
     """FileIO for metadata: fsspec, as the rest of the pipeline (on S3: the same s3fs and AWS chain).
 
-    Locally too: pyiceberg's default, ``PyArrowFileIO``, imports ``pyarrow.dataset`` (and with it pandas,
-    ~50 MB) into the run's process before the transform, when its workers need the memory.
+    Locally too: pyiceberg's default, ``PyArrowFileIO``, imports ``pyarrow.dataset`` (and pandas, when installed:
+    ~40 MB) into the run's process before the transform, when its workers need the memory.
     """
     props = {"py-io-impl": "pyiceberg.io.fsspec.FsspecFileIO"}
     if is_local(lake):
