@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import duckdb
 import pytest
 
-from fitbit_pipeline import pipeline
-from fitbit_pipeline.sql import placeholders
+from fitbit_pipeline import pipeline, schema
+from fitbit_pipeline.sql import Names, placeholders
 
 from .pg_server import PostgresServer, create_database, postgres_bindir
 
@@ -31,6 +31,15 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 WAREHOUSES = ("duckdb", "postgres")
 ALLOWED_SKIPS = ("live Redshift test:",)  # the only skips CI accepts (documented in README.md)
+
+
+def create_unpartitioned_intraday(execute: Callable[[str], object], schema_name: str = "rural") -> None:
+    """Create a PostgreSQL schema's intraday tables unpartitioned, as an earlier version did (and as Redshift's
+    tables are): ``ensure_schema`` then keeps them so."""
+    names = Names(schema_name, "postgres")
+    execute(names.create_schema())
+    for t in schema.INTRADAY.values():
+        execute(names.create_table(t).replace(' PARTITION BY RANGE ("date")', ""))
 
 
 def _fixtures() -> pathlib.Path:

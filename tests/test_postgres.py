@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import pathlib
 import re
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from fitbit_pipeline.warehouse import open_warehouse, warehouse_kind
 from fitbit_pipeline.warehouse.base import AccountingError
 from fitbit_pipeline.warehouse.postgres_backend import PostgresWarehouse, mask_url
 
-from .conftest import WAREHOUSES, Env
+from .conftest import WAREHOUSES, Env, create_unpartitioned_intraday
 from .lake_support import read_lake
 
 # Columns that name the run or its clock: the only ones allowed to differ between two loads of the same input.
@@ -216,18 +217,77 @@ def _index_oids(env: Env) -> dict[str, int]:
     return {str(name): int(oid) for name, oid in found}
 
 
-def test_a_bulk_copy_rebuilds_the_indexes_and_a_small_one_keeps_them(make_env, tmp_path) -> None:
-    """Into an empty table the rows are copied without its index, which is built once after; a copy smaller
-    than the table goes through the index. Either way every index is there and valid afterwards."""
+def _move_days(src: pathlib.Path, dst: pathlib.Path, days: set[str]) -> None:
+    """Move the generated day folders named in ``days`` (ISO dates) of every participant to ``dst``."""
+    for p in src.iterdir():
+        (dst / p.name).mkdir(parents=True, exist_ok=True)
+        for day in p.iterdir():
+            if day.name in days:
+                day.rename(dst / p.name / day.name)
+
+
+def _partitions(env: Env, table: str) -> dict[str, int]:
+    """The partitions of ``rural.<table>`` with their row counts."""
+    names = env.sql(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        f"WHERE i.inhparent = 'rural.{table}'::regclass"
+    )
+    return {str(n): env.sql(f'SELECT COUNT(*) FROM rural."{n}"')[0][0] for (n,) in names}
+
+
+def test_weekly_partitions_get_their_indexes_built_once(make_env, tmp_path) -> None:
+    """Intraday rows go into one partition per week. A week's new partition is indexed after its rows are
+    copied; a partition already holding more than a load brings keeps its index and takes the rows through it.
+    Every partition ends with a valid index and every row is there once."""
+    env = make_env("e", "postgres")
+    truth = generate(tmp_path / "all", participants=2, days=15, start=dt.date(2024, 1, 1), seed=8)  # Mon 1 - Mon 15
+    ids = sorted({d.participant_id for d in truth.days})
+    _move_days(tmp_path / "all", env.source, {f"2024-01-{d:02d}" for d in range(1, 10)})  # to Tuesday 9
+    with open_warehouse(env.target, "rural") as wh:
+        wh.ensure_schema()
+    kinds = dict(env.sql("SELECT relname, relkind::text FROM pg_class WHERE relnamespace = 'rural'::regnamespace"))
+    assert {t.name: kinds[t.name] for t in schema.INTRADAY.values()} == {t.name: "p" for t in schema.INTRADAY.values()}
+    want = {n for t in schema.ALL_TABLES if t.kind != "intraday" for n in Names("rural", "postgres").create_indexes(t)}
+    assert set(_index_oids(env)) == want  # a partitioned table's indexes are its partitions'
+    assert env.run().status == "succeeded"
+    first = _index_oids(env)
+    day = len(ids) * 1440  # minute rows of one day of the participants
+    assert _partitions(env, "intraday_steps") == {
+        "intraday_steps_w20240101": 7 * day,
+        "intraday_steps_w20240108": 2 * day,
+    }
+    assert set(first) == want | {
+        f"{t.name}_w2024010{d}__participant_id_date_ts_idx" for t in schema.INTRADAY.values() for d in (1, 8)
+    }
+    _move_days(tmp_path / "all", env.source, {"2024-01-10", "2024-01-15"})  # into the 2-day week, a new week
+    assert env.run().status == "succeeded"
+    second = _index_oids(env)
+    steps = "intraday_steps_w{}__participant_id_date_ts_idx"
+    assert second[steps.format("20240101")] == first[steps.format("20240101")]  # not touched
+    assert second[steps.format("20240108")] == first[steps.format("20240108")]  # 1 day into 2: through the index
+    assert steps.format("20240115") in second
+    assert set(second) == set(first) | {
+        f"{t.name}_w20240115__participant_id_date_ts_idx" for t in schema.INTRADAY.values()
+    }
+    assert _partitions(env, "intraday_steps") == {
+        "intraday_steps_w20240101": 7 * day,
+        "intraday_steps_w20240108": 3 * day,
+        "intraday_steps_w20240115": day,
+    }
+    assert env.sql("SELECT COUNT(*) FROM (SELECT DISTINCT participant_id, ts FROM rural.intraday_steps) k") == [
+        (11 * day,)
+    ]
+
+
+def test_an_unpartitioned_table_of_an_earlier_version_keeps_its_indexes_rebuilt_on_bulk(make_env, tmp_path) -> None:
+    """Intraday tables an earlier version created unpartitioned keep working: into an empty table the rows are
+    copied without its index, which is built once after; a copy smaller than the table goes through it."""
     env = make_env("e", "postgres")
     truth = generate(tmp_path / "all", participants=2, days=3, seed=8)
     last = max(d.date for d in truth.days).isoformat()
-    for p in {d.participant_id for d in truth.days}:
-        (env.source / p).mkdir(parents=True)
-        for day in (tmp_path / "all" / p).iterdir():
-            if day.name != last:
-                day.rename(env.source / p / day.name)
+    _move_days(tmp_path / "all", env.source, {d.date.isoformat() for d in truth.days} - {last})
     with open_warehouse(env.target, "rural") as wh:
+        create_unpartitioned_intraday(wh.execute)
         wh.ensure_schema()
     want = {name for t in schema.ALL_TABLES for name in Names("rural", "postgres").create_indexes(t)}
     made = _index_oids(env)
@@ -237,21 +297,27 @@ def test_a_bulk_copy_rebuilds_the_indexes_and_a_small_one_keeps_them(make_env, t
     assert set(first) == want
     assert first["intraday_steps__participant_id_date_ts_idx"] != made["intraday_steps__participant_id_date_ts_idx"]
     assert first["pipeline_files__source_file_idx"] == made["pipeline_files__source_file_idx"]  # not a data table
-    for p in {d.participant_id for d in truth.days}:
-        (tmp_path / "all" / p / last).rename(env.source / p / last)
+    _move_days(tmp_path / "all", env.source, {last})
     assert env.run().status == "succeeded"
     assert _index_oids(env) == first  # one new day into two: through the indexes
     assert env.sql("SELECT COUNT(*) FROM rural.intraday_steps") == [(2 * 3 * 1440,)]
+    assert not _partitions(env, "intraday_steps")
 
 
 def test_production_keys_are_indexed(postgres_db) -> None:
     url = postgres_db()
+    t = schema.BY_NAME["intraday_heart"]
     with open_warehouse(url, "rural") as wh:
         assert isinstance(wh, PostgresWarehouse)
         wh.ensure_schema()
         wh.ensure_schema()  # idempotent
+        row = {"participant_id": "P", "date": dt.date(2024, 3, 10), "ts": dt.datetime(2024, 3, 10), "value": 60.0}
+        wh.insert_arrow(t, pa.Table.from_pylist([{**row, "source_file": "f", "run_id": "r"}], schema=t.schema))
         got = dict(wh.query("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'rural'"))
-    assert "(participant_id, date, ts)" in got["intraday_heart__participant_id_date_ts_idx"]
+    assert (
+        "intraday_heart_w20240304 USING btree (participant_id, date, ts)"
+        in got["intraday_heart_w20240304__participant_id_date_ts_idx"]
+    )
     assert "(participant_id, date)" in got["daily_steps__participant_id_date_idx"]
     assert "(participant_id, date)" in got["heart_rate_zones__participant_id_date_idx"]
     assert "(participant_id, activity, date)" in got["pipeline_deliveries__participant_id_activity_date_idx"]

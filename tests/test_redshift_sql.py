@@ -31,7 +31,7 @@ from fitbit_pipeline.warehouse.redshift_backend import (
     staging_prefix,
 )
 
-from .conftest import Env
+from .conftest import Env, create_unpartitioned_intraday
 
 ROLE = "arn:aws:iam::123456789012:role/fitbit-copy"
 HOSTILE_SCHEMA = 'Zoë\'s "study"; DROP SCHEMA rural;--'
@@ -155,6 +155,7 @@ def _staged(env: Env) -> pipeline.Plan:
     every ``stg_*`` table, the data rows too, as Redshift stages them (the PostgreSQL backend itself stages no
     data rows)."""
     with open_warehouse(env.target, "rural") as wh:
+        create_unpartitioned_intraday(wh.execute)  # as Redshift's tables: the merge inserts into them
         plan = pipeline.plan_run(str(env.source), str(env.lake), wh)
         pipeline.transform_run(plan, workers=1)
         parts = {t.name: list(iter_parts(plan.staging_uri, t.name)) for t in schema.STAGED_TABLES}

@@ -6,11 +6,13 @@ literals Redshift's COPY cannot bind (S3 prefix, role), which :func:`literal` ch
 
 One :class:`Names` per warehouse schema and dialect (``duckdb``, ``postgres``, ``redshift``):
 the shared statements are the same text everywhere; the dialect only adds what an engine needs
-(Redshift column widths and DISTKEY/SORTKEY, PostgreSQL indexes, the merge lock, bulk-load COPY).
+(Redshift column widths and DISTKEY/SORTKEY, PostgreSQL indexes and weekly partitions, the merge lock,
+bulk-load COPY).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import hashlib
 from dataclasses import dataclass
@@ -149,7 +151,23 @@ class Names:
         )
         name = table.staging_name if staging else table.name
         unlogged = "UNLOGGED " if staging and self.dialect == "postgres" else ""  # reloaded every run: skip the WAL
-        return f"CREATE {unlogged}TABLE IF NOT EXISTS {self.q(name)} ({cols})" + self.table_attributes(table)
+        partitions = f" PARTITION BY RANGE ({ident('date')})" if self.partitioned(table) and not staging else ""
+        return (
+            f"CREATE {unlogged}TABLE IF NOT EXISTS {self.q(name)} ({cols})" + partitions + self.table_attributes(table)
+        )
+
+    def partitioned(self, table: Table) -> bool:
+        """PostgreSQL: an intraday table is partitioned by week of ``date``, so that a week's rows go into a new
+        partition whose indexes are built once after the copy, whatever the size of the table."""
+        return self.dialect == "postgres" and table.kind == "intraday"
+
+    def partition(self, table: Table, monday: dt.date) -> tuple[str, str]:
+        """The name and DDL of the partition of ``table`` holding the week that starts on ``monday``."""
+        if monday.weekday() != 0:
+            raise ValueError(f"a partition starts on a Monday, not on {monday}")
+        name = f"{table.name}_w{monday:%Y%m%d}"
+        bounds = f"FROM ({literal(monday.isoformat())}) TO ({literal((monday + dt.timedelta(days=7)).isoformat())})"
+        return name, f"CREATE TABLE {self.q(name)} PARTITION OF {self.q(table.name)} FOR VALUES {bounds}"
 
     def table_attributes(self, table: Table) -> str:
         """Redshift: rows of a participant on one slice, sorted by participant and time."""
@@ -160,10 +178,12 @@ class Names:
             f" DISTSTYLE KEY DISTKEY({ident('participant_id')}) COMPOUND SORTKEY({', '.join(ident(c) for c in sort)})"
         )
 
-    def create_indexes(self, table: Table) -> dict[str, str]:
-        """PostgreSQL: index name -> DDL, on the production keys (and file / run ids) of ``table``."""
+    def create_indexes(self, table: Table, partition: str | None = None) -> dict[str, str]:
+        """PostgreSQL: index name -> DDL, on the production keys (and file / run ids) of ``table``, or of one of
+        its partitions (a partitioned table's indexes are its partitions')."""
         if self.dialect != "postgres":
             return {}
+        on = partition or table.name
         keys = [_key_columns(table)]
         if table.kind in ("files", "rejects", "findings"):
             keys.append(("source_file",))
@@ -171,9 +191,9 @@ class Names:
             keys.append(("run_id",))
         out = {}
         for cols in filter(None, keys):
-            name = f"{table.name}__{'_'.join(cols)}_idx"
+            name = f"{on}__{'_'.join(cols)}_idx"
             columns = ", ".join(ident(c) for c in cols)
-            out[name] = f"CREATE INDEX IF NOT EXISTS {ident(name)} ON {self.q(table.name)} ({columns})"
+            out[name] = f"CREATE INDEX IF NOT EXISTS {ident(name)} ON {self.q(on)} ({columns})"
         return out
 
     def merge_lock(self) -> list[tuple[str, list[object]]]:

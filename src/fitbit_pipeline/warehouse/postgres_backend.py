@@ -5,6 +5,11 @@ conversion on either side). The data tables are loaded once: the merge deletes t
 and copies the lake files holding the run's rows straight into them (the ``stg_*`` data tables stay empty);
 the ledger, rejects and findings go through their ``stg_*`` tables as before.
 
+The intraday tables are partitioned by week of ``date`` (``intraday_heart_w20240101``, ...), each partition
+with its own indexes: a weekly load copies most of its rows into new partitions and builds their indexes once
+afterwards, so its cost follows the new rows, not the table's size. Intraday tables an earlier version created
+unpartitioned stay as they are, with their indexes on the table.
+
 Concurrency: runs share the ``stg_*`` tables of a schema, so a run holds a session-level advisory
 lock on the schema from loading its staging until it closes the warehouse, and every merge
 transaction starts with ``pg_advisory_xact_lock`` on the same key (the merge may also run from a
@@ -13,12 +18,15 @@ separate connection, e.g. an Airflow task). A second run waits; it never interle
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import schema
@@ -92,6 +100,24 @@ def _parquet_batches(parts: Sequence[str], columns: list[str]) -> Iterator[pa.Re
             yield from pf.iter_batches(batch_size=_BATCH_ROWS, columns=columns)
 
 
+def _rows_per_week(dates: pa.Array | pa.ChunkedArray) -> Counter[dt.date]:
+    """Rows by the Monday of their ``date``'s week (the partition they go to)."""
+    weeks: Counter[dt.date] = Counter()
+    for item in pc.value_counts(dates).to_pylist():
+        day = item["values"]
+        if day is not None:  # a null date is refused by the table's NOT NULL
+            weeks[day - dt.timedelta(days=day.weekday())] += item["counts"]
+    return weeks
+
+
+def _file_weeks(parts: Sequence[str]) -> Counter[dt.date]:
+    weeks: Counter[dt.date] = Counter()
+    for part in parts:
+        with _open(part) as fh:
+            weeks.update(_rows_per_week(pq.ParquetFile(fh).read(columns=["date"]).column(0)))
+    return weeks
+
+
 class PostgresWarehouse(Warehouse):
     placeholder = "%s"
 
@@ -151,7 +177,10 @@ class PostgresWarehouse(Warehouse):
             self._copy(table_name, _parquet_batches(parts, target.names), target)
 
     def insert_arrow(self, table: Table, data: pa.Table) -> None:
-        self._copy(table.name, data.select(table.columns).to_batches(max_chunksize=_BATCH_ROWS))
+        rebuild = (
+            self._prepare_partitions(table, _rows_per_week(data.column("date"))) if self._partitioned(table) else {}
+        )
+        self._copy_rebuilding(table.name, data.select(table.columns).to_batches(max_chunksize=_BATCH_ROWS), rebuild)
 
     def _column_types(self, table_name: str) -> pa.Schema:
         """The table's columns, typed as its binary ``COPY`` reads them (tables an earlier version made may
@@ -206,13 +235,35 @@ class PostgresWarehouse(Warehouse):
                 self.execute(sql, params)
             super().ensure_schema()
             existing = self._existing_indexes()
-            for t in schema.ALL_TABLES:
-                for name, statement in self.names.create_indexes(t).items():
-                    if name not in existing:  # CREATE INDEX IF NOT EXISTS would still lock the table
-                        self.execute(statement)
+            for name, statement in self._table_indexes().items():
+                if name not in existing:  # CREATE INDEX IF NOT EXISTS would still lock the table
+                    self.execute(statement)
 
     def _existing_indexes(self) -> set[str]:
         return {r[0] for r in self.query("SELECT indexname FROM pg_indexes WHERE schemaname = ?", [self.names.schema])}
+
+    def _partitioned_tables(self) -> set[str]:
+        return {
+            r[0]
+            for r in self.query(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = ? AND c.relkind = 'p'",
+                [self.names.schema],
+            )
+        }
+
+    def _partitioned(self, t: Table) -> bool:
+        return self.names.partitioned(t) and t.name in self._partitioned_tables()
+
+    def _table_indexes(self) -> dict[str, str]:
+        """The indexes on the tables themselves (a partitioned table's are on its partitions)."""
+        partitioned = self._partitioned_tables()
+        return {
+            name: statement
+            for t in schema.ALL_TABLES
+            if t.name not in partitioned
+            for name, statement in self.names.create_indexes(t).items()
+        }
 
     def _missing_objects(self) -> bool:
         tables = {
@@ -221,8 +272,9 @@ class PostgresWarehouse(Warehouse):
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [self.names.schema]
             )
         }
-        indexes = {name for t in schema.ALL_TABLES for name in self.names.create_indexes(t)}
-        complete = {t.name for t in schema.ALL_TABLES} <= tables and indexes <= self._existing_indexes()
+        complete = {t.name for t in schema.ALL_TABLES} <= tables and set(
+            self._table_indexes()
+        ) <= self._existing_indexes()
         return not complete or bool(self.missing_columns() or self.widened_columns() or self.relaxed_columns())
 
     def load_staging(self, parts_by_table: dict[str, list[str]]) -> None:
@@ -243,16 +295,49 @@ class PostgresWarehouse(Warehouse):
         """Per data table: delete the participant-days the winners replace, then copy in the lake files that
         hold the run's rows (once, straight into the production table)."""
         inserted = {}
+        partitioned = self._partitioned_tables()
         for t in schema.DATA_TABLES:
             self.execute(*self.names.delete_replaced(t))
             files = lake.added.get(t.name, [])
-            rebuild = self._indexes_to_rebuild(t, lake.rows.get(t.name, 0)) if files else {}
-            for name in rebuild:
-                self.execute(f"DROP INDEX IF EXISTS {self.names.q(name)}")
-            inserted[t.name] = self._copy(t.name, _parquet_batches(files, t.columns)) if files else 0
-            for statement in rebuild.values():
-                self.execute(statement)
+            if not files:
+                inserted[t.name] = 0
+                continue
+            if t.name in partitioned:
+                rebuild = self._prepare_partitions(t, _file_weeks(files))
+            else:
+                rebuild = self._indexes_to_rebuild(t, lake.rows.get(t.name, 0))
+            inserted[t.name] = self._copy_rebuilding(t.name, _parquet_batches(files, t.columns), rebuild)
         return inserted
+
+    def _copy_rebuilding(self, table_name: str, batches: Iterable[pa.RecordBatch], rebuild: dict[str, str]) -> int:
+        """Copy ``batches`` in without the indexes of ``rebuild`` (name -> DDL), then build those once."""
+        for name in rebuild:
+            self.execute(f"DROP INDEX IF EXISTS {self.names.q(name)}")
+        copied = self._copy(table_name, batches)
+        for statement in rebuild.values():
+            self.execute(statement)
+        return copied
+
+    def _prepare_partitions(self, t: Table, weeks: Counter[dt.date]) -> dict[str, str]:
+        """Create the missing weekly partitions of ``t`` for the rows to copy; the indexes to build after the
+        copy: those of the new partitions and of every partition the copy at least doubles (as
+        :meth:`_indexes_to_rebuild` does for a whole table)."""
+        held = dict(
+            self.query(
+                "SELECT c.relname, c.reltuples FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = CAST(? AS regclass)",
+                [self.names.q(t.name)],
+            )
+        )
+        rebuild: dict[str, str] = {}
+        for monday, adding in sorted(weeks.items()):
+            name, statement = self.names.partition(t, monday)
+            if name not in held:
+                self.execute(statement)
+            elif not 0 <= float(held[name]) <= adding:
+                continue
+            rebuild |= self.names.create_indexes(t, partition=name)
+        return rebuild
 
     def _indexes_to_rebuild(self, t: Table, adding: int) -> dict[str, str]:
         """The indexes of ``t`` to drop before copying ``adding`` rows in and build again after: when the table
