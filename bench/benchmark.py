@@ -404,15 +404,16 @@ def _measure_all(a: argparse.Namespace, only: set[str], postgres: str | None) ->
         weekly_root, weekly_data = weekly_dataset(CACHE, a.participants, a.weeks)
         print(f"weekly data: {json.dumps(weekly_data)}")
         w = [*args, "--history", str(a.weeks)]
+        same = ["--timed", str(a.weeks)]  # into an empty lake: the same export as the one timed after the history
     if "weekly" in only:
         results["weekly_empty"] = repeat(
-            "weekly-empty", a.reps, "weekly", weekly_root, work, [*args, "--history", "0"], pp
+            "weekly-empty", a.reps, "weekly", weekly_root, work, [*args, "--history", "0", *same], pp
         )
         results["weekly"] = repeat("weekly", 1, "weekly", weekly_root, work, [*w, "--scattered"], pp)
     if postgres and "pg-weekly" in only:  # the same weekly export into PostgreSQL, empty and with the history
         pgw = ["--postgres", postgres]
         results["weekly_empty_pg"] = repeat(
-            "weekly-empty-pg", a.reps, "weekly", weekly_root, work, [*args, "--history", "0", *pgw], pp
+            "weekly-empty-pg", a.reps, "weekly", weekly_root, work, [*args, "--history", "0", *same, *pgw], pp
         )
         results["weekly_pg"] = repeat("weekly-pg", 1, "weekly", weekly_root, work, [*w, *pgw], pp)
 

@@ -18,8 +18,9 @@ Tasks:
   ``--indexed`` loads logged tables with the production key's index instead.
 - ``naive``: per-file ``json.load``, a dict per row with ``datetime.strptime``, pandas, Parquet.
 - ``weekly``: the source is a ``bench.weekly`` root. Untimed, the exports ``week-00`` .. of the history are
-  loaded one run each (``--history N`` of them; 0 = an empty lake); then the next export is timed, and, with
-  ``--scattered``, the scattered re-delivery after it.
+  loaded one run each (``--history N`` of them; 0 = an empty lake); then the next export (or ``--timed K``:
+  ``week-K``, e.g. the last export into an empty lake, to compare the same export with and without the
+  history) is timed, and, with ``--scattered``, the scattered re-delivery after it.
 """
 
 from __future__ import annotations
@@ -111,7 +112,13 @@ def _linked(source_root: str, folder: str, into: str) -> None:
 
 
 def task_weekly(
-    source: str, work: str, workers: int, history: int, scattered: bool, postgres: str | None = None
+    source: str,
+    work: str,
+    workers: int,
+    history: int,
+    scattered: bool,
+    postgres: str | None = None,
+    timed: int | None = None,
 ) -> dict:
     inbox = os.path.join(work, "source")
     os.makedirs(inbox)
@@ -120,7 +127,7 @@ def task_weekly(
     for week in range(history):
         _linked(source, f"week-{week:02d}", inbox)
         loads.append(round(_timed_run(inbox, work, workers, warehouse=warehouse)["seconds"], 2))
-    _linked(source, f"week-{history:02d}", inbox)
+    _linked(source, f"week-{history if timed is None else timed:02d}", inbox)
     out = _timed_run(inbox, work, workers, warehouse=warehouse)
     out["history_loads_s"] = loads
     if scattered:
@@ -341,6 +348,7 @@ def main() -> None:
     p.add_argument("--again", action="store_true", help="run: time a second run with nothing new")
     p.add_argument("--history", type=int, default=0, help="weekly: exports loaded before the timed one")
     p.add_argument("--scattered", action="store_true", help="weekly: also time the scattered re-delivery")
+    p.add_argument("--timed", type=int, help="weekly: the export timed (default: the one after the history)")
     p.add_argument("--variant", choices=["csv", "binary", "adbc"], default="csv", help="pg-copy: how the rows are sent")
     p.add_argument("--indexed", action="store_true", help="pg-copy: into logged tables with the key's index")
     p.add_argument(
@@ -357,7 +365,7 @@ def main() -> None:
         server = a.postgres or p.error("pg-copy needs --postgres")
         result = task_pg_copy(source, a.work, a.workers, server, a.variant, a.indexed)
     elif a.task == "weekly":
-        result = task_weekly(source, a.work, a.workers, a.history, a.scattered, a.postgres)
+        result = task_weekly(source, a.work, a.workers, a.history, a.scattered, a.postgres, a.timed)
     elif a.task == "transform":
         result = task_transform(source, a.work, a.workers, a.zone)
     else:
