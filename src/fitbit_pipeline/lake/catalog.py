@@ -20,12 +20,26 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
 from pyiceberg.catalog import Catalog, load_catalog
 from pyiceberg.exceptions import NoSuchTableError
+from pyiceberg.schema import Schema
 from pyiceberg.table import Table as IcebergTable
 from pyiceberg.table.name_mapping import create_mapping_from_schema
 from pyiceberg.table.sorting import NullOrder
 from pyiceberg.transforms import IdentityTransform
+from pyiceberg.types import (
+    BooleanType,
+    DateType,
+    DoubleType,
+    FloatType,
+    IcebergType,
+    IntegerType,
+    LongType,
+    NestedField,
+    StringType,
+    TimestampType,
+)
 
 from .. import schema
 from ..errors import ConfigError
@@ -84,6 +98,29 @@ def _io_properties(lake: str) -> dict[str, str]:
     return props
 
 
+# The Arrow types of the model's data tables -> their Iceberg types (as pyiceberg.io.pyarrow converts them).
+_ICEBERG_TYPES: dict[pa.DataType, IcebergType] = {
+    pa.string(): StringType(),
+    pa.int64(): LongType(),
+    pa.int32(): IntegerType(),
+    pa.float64(): DoubleType(),
+    pa.float32(): FloatType(),
+    pa.bool_(): BooleanType(),
+    pa.date32(): DateType(),
+    pa.timestamp("us"): TimestampType(),
+}
+
+
+def iceberg_schema(t: schema.Table) -> Schema:
+    """The Iceberg schema of a data table, from the model (field ids in column order, as a new table gets).
+
+    pyiceberg would convert the Arrow schema itself, but its converter lives in ``pyiceberg.io.pyarrow``, which
+    imports ``pyarrow.dataset`` and pandas (~40 MB) into the run's process while its workers run."""
+    return Schema(
+        *(NestedField(i, f.name, _ICEBERG_TYPES[f.type], required=not f.nullable) for i, f in enumerate(t.schema, 1))
+    )
+
+
 def open_catalog(lake: str, config: CatalogConfig | None = None) -> Catalog:
     """The lake's catalog (see the module docstring for the choice)."""
     config = config or CatalogConfig.from_env()
@@ -118,7 +155,9 @@ def _table(catalog: Catalog, lake: str, namespace: str, t: schema.Table) -> Iceb
         return _relaxed(catalog.load_table(identifier), t)
     except NoSuchTableError:
         pass
-    table = catalog.create_table_if_not_exists(identifier, schema=t.schema, location=table_location(lake, t.name))
+    table = catalog.create_table_if_not_exists(
+        identifier, schema=iceberg_schema(t), location=table_location(lake, t.name)
+    )
     order = ("participant_id", "ts") if t.kind == "intraday" else ("participant_id", "date")
     with table.transaction() as tx:
         tx.set_properties(
