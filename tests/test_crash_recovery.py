@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 import duckdb
+import psycopg
 import pytest
 
 from fitbit_pipeline import schema
@@ -23,7 +24,7 @@ from fitbit_pipeline.sample_data import generate
 from .conftest import WAREHOUSES, Env
 from .lake_support import read_lake
 from .pg_server import create_database
-from .test_postgres import _tables
+from .test_postgres import _move_days, _tables
 
 POINTS = [
     "planned",
@@ -252,3 +253,29 @@ def test_verify_lists_what_differs_and_exits_1(env) -> None:
     assert sum("intraday_steps" in x and "2024-05-02" in x and "1440 vs 1380 rows" in x for x in lines) == 3
     assert sum("daily_heart" in x and "2024-05-03" in x and "content differs" in x for x in lines) == 3
     assert "6 participant-day(s) differ" in check.stderr
+
+
+def test_readers_of_postgres_do_not_wait_for_an_apply(make_env, tmp_path) -> None:
+    """While a run's apply transaction is open (the run stopped just before its commit), a reader of an intraday
+    table is not blocked: it sees the table as the last commit left it. The new week's partition was created
+    before, empty, and the apply only copies into it and indexes it."""
+    env = make_env("e", "postgres")
+    generate(tmp_path / "all", participants=2, days=15, start=dt.date(2024, 1, 1), seed=8)
+    _move_days(tmp_path / "all", env.source, {f"2024-01-{d:02d}" for d in range(1, 10)})
+    assert cli(env, "run").returncode == 0
+    _move_days(tmp_path / "all", env.source, {"2024-01-10", "2024-01-15"})  # into a partition, a new week
+    proc = subprocess.Popen(
+        [*CLI, "run"], env=_environ(env, "warehouse-before-commit", "STOP"), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        _wait_stopped(proc)
+        with psycopg.connect(env.postgres_url, autocommit=True) as reader:
+            reader.execute("SET lock_timeout = '5s'")
+            seen = reader.execute("SELECT COUNT(*), MAX(date) FROM rural.intraday_steps").fetchone()
+        assert seen == (2 * 9 * 1440, dt.date(2024, 1, 9))
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+        out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err[-2000:]
+    assert env.sql("SELECT COUNT(*), MAX(date) FROM rural.intraday_steps") == [(2 * 11 * 1440, dt.date(2024, 1, 15))]

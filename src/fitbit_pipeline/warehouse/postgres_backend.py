@@ -138,6 +138,7 @@ class PostgresWarehouse(Warehouse):
             ) from None
         self._lock_key = lock_key(schema_name)
         self._holds_schema = False
+        self._weeks: dict[Table, Counter[dt.date]] | None = None  # the merge's rows by partition week
 
     # -- engine primitives ------------------------------------------------------------
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
@@ -294,16 +295,16 @@ class PostgresWarehouse(Warehouse):
     def apply_data(self, lake: LakeApply) -> dict[str, int]:
         """Per data table: delete the participant-days the winners replace, then copy in the lake files that
         hold the run's rows (once, straight into the production table)."""
+        weeks = self._weeks if self._weeks is not None else self._partition_weeks(lake)
         inserted = {}
-        partitioned = self._partitioned_tables()
         for t in schema.DATA_TABLES:
             self.execute(*self.names.delete_replaced(t))
             files = lake.added.get(t.name, [])
             if not files:
                 inserted[t.name] = 0
                 continue
-            if t.name in partitioned:
-                rebuild = self._prepare_partitions(t, _file_weeks(files))
+            if t in weeks:
+                rebuild = self._prepare_partitions(t, weeks[t])
             else:
                 rebuild = self._indexes_to_rebuild(t, lake.rows.get(t.name, 0))
             inserted[t.name] = self._copy_rebuilding(t.name, _parquet_batches(files, t.columns), rebuild)
@@ -318,26 +319,48 @@ class PostgresWarehouse(Warehouse):
             self.execute(statement)
         return copied
 
-    def _prepare_partitions(self, t: Table, weeks: Counter[dt.date]) -> dict[str, str]:
-        """Create the missing weekly partitions of ``t`` for the rows to copy; the indexes to build after the
-        copy: those of the new partitions and of every partition the copy at least doubles (as
-        :meth:`_indexes_to_rebuild` does for a whole table)."""
-        held = dict(
-            self.query(
-                "SELECT c.relname, c.reltuples FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                "WHERE i.inhparent = CAST(? AS regclass)",
-                [self.names.q(t.name)],
-            )
+    def _partitions(self, t: Table) -> dict[str, float]:
+        """The partitions of ``t`` with their estimated rows (``reltuples``; -1 before any statistics)."""
+        found = self.query(
+            "SELECT c.relname, c.reltuples FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = CAST(? AS regclass)",
+            [self.names.q(t.name)],
         )
-        rebuild: dict[str, str] = {}
-        for monday, adding in sorted(weeks.items()):
+        return {str(name): float(rows) for name, rows in found}
+
+    def _create_partitions(self, t: Table, weeks: Iterable[dt.date]) -> set[str]:
+        """Create the missing weekly partitions of ``t`` (empty, without indexes); the names created."""
+        held = self._partitions(t)
+        created = set()
+        for monday in sorted(weeks):
             name, statement = self.names.partition(t, monday)
             if name not in held:
                 self.execute(statement)
-            elif not 0 <= float(held[name]) <= adding:
-                continue
-            rebuild |= self.names.create_indexes(t, partition=name)
+                created.add(name)
+        return created
+
+    def _prepare_partitions(self, t: Table, weeks: Counter[dt.date]) -> dict[str, str]:
+        """Create the missing weekly partitions of ``t`` for the rows to copy; the indexes to build after the
+        copy: those of partitions without them (new ones) and of every partition the copy at least doubles
+        (as :meth:`_indexes_to_rebuild` does for a whole table)."""
+        self._create_partitions(t, weeks)
+        held, indexes = self._partitions(t), self._existing_indexes()
+        rebuild: dict[str, str] = {}
+        for monday, adding in sorted(weeks.items()):
+            name = self.names.partition(t, monday)[0]
+            wanted = self.names.create_indexes(t, partition=name)
+            if not set(wanted) <= indexes or 0 <= held[name] <= adding:
+                rebuild |= wanted
         return rebuild
+
+    def _partition_weeks(self, lake: LakeApply) -> dict[Table, Counter[dt.date]]:
+        """Per partitioned table, the run's rows by week (read from the ``date`` column of its lake files)."""
+        partitioned = self._partitioned_tables()
+        return {
+            t: _file_weeks(lake.added[t.name])
+            for t in schema.DATA_TABLES
+            if t.name in partitioned and lake.added.get(t.name)
+        }
 
     def _indexes_to_rebuild(self, t: Table, adding: int) -> dict[str, str]:
         """The indexes of ``t`` to drop before copying ``adding`` rows in and build again after: when the table
@@ -354,13 +377,28 @@ class PostgresWarehouse(Warehouse):
         estimate = float(self.query("SELECT reltuples FROM pg_class WHERE oid = CAST(? AS regclass)", [table])[0][0])
         return indexes if 0 <= estimate <= adding else {}
 
-    def merge(self, run_id: str, *args: Any, **kwargs: Any) -> MergeResult:
-        """The shared merge in one transaction that first takes ``pg_advisory_xact_lock``."""
-        with self.transaction():
-            for sql, params in self.names.merge_lock():
-                self.execute(sql, params)
-            # the wear aggregate groups every heart sample of the touched days by minute, and an index rebuilt
-            # after a bulk copy sorts the table's keys: both in memory rather than spilled
-            self.execute(f"SET LOCAL work_mem = '{MERGE_WORK_MEM}'")
-            self.execute(f"SET LOCAL maintenance_work_mem = '{MERGE_WORK_MEM}'")
-            return super().merge(run_id, *args, **kwargs)
+    def merge(self, run_id: str, lake: LakeApply, valid_day_minutes: int = 600) -> MergeResult:
+        """The shared merge in one transaction that first takes ``pg_advisory_xact_lock``.
+
+        The weekly partitions the run's rows need are created before, empty and without indexes, in a short
+        transaction of their own: creating a partition locks its whole table, and readers of the table would
+        otherwise wait for the apply to commit. The apply then copies into them and indexes them, which
+        readers do not wait for."""
+        self._weeks = self._partition_weeks(lake)
+        try:
+            if self._weeks:
+                with self.transaction():
+                    for sql, params in self.names.merge_lock():
+                        self.execute(sql, params)
+                    for t, weeks in self._weeks.items():
+                        self._create_partitions(t, weeks)
+            with self.transaction():
+                for sql, params in self.names.merge_lock():
+                    self.execute(sql, params)
+                # the wear aggregate groups every heart sample of the touched days by minute, and an index rebuilt
+                # after a bulk copy sorts the table's keys: both in memory rather than spilled
+                self.execute(f"SET LOCAL work_mem = '{MERGE_WORK_MEM}'")
+                self.execute(f"SET LOCAL maintenance_work_mem = '{MERGE_WORK_MEM}'")
+                return super().merge(run_id, lake, valid_day_minutes)
+        finally:
+            self._weeks = None
