@@ -87,11 +87,20 @@ def cross_file_statements(names: Names, run_id: str, days: Days) -> list[tuple[s
             "'no heart-rate samples on a day with steps (tracker worn?)' "
             f"FROM {deliveries} h JOIN ({touched}) t ON t.participant_id = h.participant_id AND t.date = h.date "
             f"JOIN {names.q('daily_steps')} s ON s.participant_id = h.participant_id AND s.date = h.date "
-            # per delivery a probe of the (participant, date) key: an index lookup on PostgreSQL, an anti-join
-            # pruned to the touched days elsewhere (no scan of every heart row of those days)
-            "WHERE h.activity = 'heart' AND s.value > 0 AND NOT EXISTS (SELECT 1 FROM "
-            f"{names.q('intraday_heart')} i WHERE i.participant_id = h.participant_id AND i.date = h.date "
-            "AND i.date BETWEEN ? AND ?)",
+            f"WHERE h.activity = 'heart' AND s.value > 0 AND NOT EXISTS (SELECT 1 FROM {_heart_day_keys(names)} i "
+            "WHERE i.participant_id = h.participant_id AND i.date = h.date)",
             [run_id, *days],
         ),
     ]
+
+
+def _heart_day_keys(names: Names) -> str:
+    """The ``intraday_heart`` rows (or their distinct participant-days) between two bound dates, for a probe by
+    (participant, date). PostgreSQL: the rows, so that each probe is a lookup in the key's index. DuckDB and
+    Redshift (no index): the distinct participant-days, an aggregate that streams and spills; an anti-join
+    against the rows themselves builds a hash table of every heart row of the days (DuckDB ran out of its
+    memory limit on a re-delivery scattered over 8 weeks)."""
+    rows = f"{names.q('intraday_heart')} WHERE date BETWEEN ? AND ?"
+    if names.dialect == "postgres":
+        return f"(SELECT participant_id, date FROM {rows})"
+    return f"(SELECT DISTINCT participant_id, date FROM {rows})"
