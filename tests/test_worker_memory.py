@@ -33,6 +33,37 @@ def test_workers_allocator(tmp_path, chosen, expected) -> None:
     assert out.stdout.strip() == expected
 
 
+# Each worker converts a Python list, as the transform does, after its initializer has run.
+_CONVERT = """
+from concurrent.futures import ProcessPoolExecutor
+from fitbit_pipeline import transform
+if __name__ == "__main__":
+    with ProcessPoolExecutor(2, mp_context=transform._forkserver(), initializer=transform._init_worker,
+                             initargs=(transform._worker_env(), __import__("os").getpid())) as pool:
+        convert = "len(__import__('pyarrow').array(['P-1'] * 3, __import__('pyarrow').string()))"
+        print(list(pool.map(eval, [convert] * 4)))
+"""
+
+
+def test_workers_convert_python_lists_without_importing_pandas(tmp_path) -> None:
+    """pyarrow imports pandas, where it is installed, to check each Python list it converts (~35 MB a worker);
+    the workers never do. A stand-in ``pandas`` package first on the path records any import of it."""
+    fake = tmp_path / "site" / "pandas"
+    fake.mkdir(parents=True)
+    mark = tmp_path / "pandas-imported"
+    (fake / "__init__.py").write_text(f"open({str(mark)!r}, 'a').write('x')\nraise ImportError('stand-in')\n")
+    script = tmp_path / "convert.py"
+    script.write_text(_CONVERT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[3, 3, 3, 3]"
+    assert not mark.exists()
+    # the stand-in is found where nothing keeps it out: the check above can fail
+    subprocess.run([sys.executable, "-c", "import pyarrow as pa; pa.array(['x'])"], env=env, timeout=60)
+    assert mark.exists()
+
+
 _OPEN_LAKE = """
 import sys
 import fitbit_pipeline.pipeline  # what the run's process imports

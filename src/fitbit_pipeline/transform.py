@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import importlib.abc
 import json
 import multiprocessing
 import os
 import posixpath
+import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -618,10 +620,24 @@ def _forkserver() -> multiprocessing.context.ForkServerContext:
     return mp
 
 
+class _NoPandas(importlib.abc.MetaPathFinder):
+    """An import finder that refuses pandas (pyarrow then takes it as not installed)."""
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name.partition(".")[0] == "pandas":
+            raise ModuleNotFoundError("pandas is kept out of the transform's workers", name=name)
+        return None
+
+
 def _init_worker(env: dict[str, str], run_pid: int) -> None:
     """Pool worker start: die with the fork server (which dies with the run), then take the run's settings."""
     lifeline.die_with_parent(run_pid)
     _adopt_env(env)
+    # pyarrow imports pandas, where installed (Airflow's providers bring it), to check whether each Python
+    # list it converts is a pandas object: ~35 MB a worker. The transform uses no pandas: its workers run as
+    # if it were not installed (unless the fork server's preloaded main module had imported it already).
+    if "pandas" not in sys.modules:
+        sys.meta_path.insert(0, _NoPandas())
 
 
 def _worker_env() -> dict[str, str]:
