@@ -98,3 +98,37 @@ def test_the_models_iceberg_schemas_are_what_pyiceberg_derives() -> None:
     for t in schema.DATA_TABLES:
         derived = assign_fresh_schema_ids(Catalog._convert_schema_if_needed(t.schema))
         assert iceberg_schema(t) == derived, t.name
+
+
+_RUN = """
+import os, sys
+from fitbit_pipeline import pipeline
+from fitbit_pipeline.sample_data import generate
+transform, seen = pipeline.transform, []
+def watched(*args, **kwargs):  # what the run's process has imported when its workers start
+    seen.append(os.path.exists(os.environ["PANDAS_MARK"]))
+    return transform(*args, **kwargs)
+pipeline.transform = watched
+if __name__ == "__main__":
+    root = sys.argv[1]
+    generate(root + "/source", participants=1, days=1)
+    summary = pipeline.run(root + "/source", root + "/lake", root + "/w.duckdb", "rural", workers=2)
+    print(summary.status, seen)
+"""
+
+
+def test_a_first_run_starts_its_workers_without_pandas(tmp_path) -> None:
+    """On a fresh lake and warehouse the run's process reaches the transform without having imported pandas
+    (pyarrow would, to convert Python rows; the lake state goes in as bound parameters)."""
+    fake = tmp_path / "site" / "pandas"
+    fake.mkdir(parents=True)
+    mark = tmp_path / "pandas-imported"
+    (fake / "__init__.py").write_text(f"open({str(mark)!r}, 'a').write('x')\nraise ImportError('stand-in')\n")
+    script = tmp_path / "run.py"
+    script.write_text(_RUN)
+    env = {**os.environ, "PANDAS_MARK": str(mark)}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path / "site"), os.environ.get("PYTHONPATH", "")])
+    out = subprocess.run([sys.executable, str(script), str(tmp_path)], env=env, capture_output=True, text=True,
+                         timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "succeeded [False]"

@@ -40,12 +40,15 @@ class LakeApply:
     files: dict[str, list[str]]
     added: dict[str, list[str]] = field(default_factory=dict)
 
-    def state_rows(self, run_id: str) -> pa.Table:
+    def state_rows(self, run_id: str) -> list[tuple[object, ...]]:
+        """The ``pipeline_lake_state`` rows, in its column order (a dozen rows: bound as parameters; an Arrow
+        table built from Python objects would import pandas, where installed, into the run's process before
+        its transform, on a fresh lake)."""
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-        rows = [
+        values = [
             {"table_name": t, "snapshot_id": s, "run_id": run_id, "applied_at": now} for t, s in self.snapshots.items()
         ]
-        return pa.Table.from_pylist(rows, schema=schema.PIPELINE_LAKE_STATE.schema)
+        return [tuple(v[c] for c in schema.PIPELINE_LAKE_STATE.columns) for v in values]
 
 
 class Warehouse(abc.ABC):
@@ -292,7 +295,9 @@ class Warehouse(abc.ABC):
     def _record_lake_state(self, lake: LakeApply, run_id: str) -> None:
         """The snapshots this warehouse now holds (inside the caller's transaction)."""
         self.execute(self.names.clear_lake_state())
-        self.insert_arrow(schema.PIPELINE_LAKE_STATE, lake.state_rows(run_id))
+        rows = lake.state_rows(run_id)
+        if rows:
+            self.execute(self.names.insert_values(schema.PIPELINE_LAKE_STATE, len(rows)), [v for r in rows for v in r])
 
     def record_run(self, run_id: str, rows: list[dict[str, Any]]) -> None:
         """Record a run's statistics, replacing what an earlier attempt of the same run recorded."""
