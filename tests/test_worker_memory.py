@@ -4,6 +4,7 @@ the system), unless the user chose another with ``ARROW_DEFAULT_MEMORY_POOL``.""
 from __future__ import annotations
 
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -45,16 +46,23 @@ if __name__ == "__main__":
 """
 
 
-def test_workers_convert_python_lists_without_importing_pandas(tmp_path) -> None:
-    """pyarrow imports pandas, where it is installed, to check each Python list it converts (~35 MB a worker);
-    the workers never do. A stand-in ``pandas`` package first on the path records any import of it."""
+def _stand_in_pandas(tmp_path: pathlib.Path) -> tuple[dict[str, str], pathlib.Path]:
+    """An environment whose first ``pandas`` on the path is a stand-in that records any import of it in the
+    returned file (then refuses it, so pyarrow goes on as without pandas)."""
     fake = tmp_path / "site" / "pandas"
     fake.mkdir(parents=True)
     mark = tmp_path / "pandas-imported"
     (fake / "__init__.py").write_text(f"open({str(mark)!r}, 'a').write('x')\nraise ImportError('stand-in')\n")
+    path = os.pathsep.join([str(tmp_path / "site"), os.environ.get("PYTHONPATH", "")])
+    return {**os.environ, "PYTHONPATH": path, "PANDAS_MARK": str(mark)}, mark
+
+
+def test_workers_convert_python_lists_without_importing_pandas(tmp_path) -> None:
+    """pyarrow imports pandas, where it is installed, to check each Python list it converts (~35 MB a worker);
+    the workers never do."""
+    env, mark = _stand_in_pandas(tmp_path)
     script = tmp_path / "convert.py"
     script.write_text(_CONVERT)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[3, 3, 3, 3]"
@@ -120,14 +128,9 @@ if __name__ == "__main__":
 def test_a_first_run_starts_its_workers_without_pandas(tmp_path) -> None:
     """On a fresh lake and warehouse the run's process reaches the transform without having imported pandas
     (pyarrow would, to convert Python rows; the lake state goes in as bound parameters)."""
-    fake = tmp_path / "site" / "pandas"
-    fake.mkdir(parents=True)
-    mark = tmp_path / "pandas-imported"
-    (fake / "__init__.py").write_text(f"open({str(mark)!r}, 'a').write('x')\nraise ImportError('stand-in')\n")
+    env, _ = _stand_in_pandas(tmp_path)
     script = tmp_path / "run.py"
     script.write_text(_RUN)
-    env = {**os.environ, "PANDAS_MARK": str(mark)}
-    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path / "site"), os.environ.get("PYTHONPATH", "")])
     out = subprocess.run([sys.executable, str(script), str(tmp_path)], env=env, capture_output=True, text=True,
                          timeout=300)  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
