@@ -110,6 +110,13 @@ def _rows_per_week(dates: pa.Array | pa.ChunkedArray) -> Counter[dt.date]:
     return weeks
 
 
+def _rebuild_pays(estimate: float, adding: int) -> bool:
+    """Whether dropping a table's (or partition's) indexes and building them after copying ``adding`` rows in
+    costs less than inserting every row through them: when it holds (``reltuples``, -1 unknown) no more rows
+    than the copy brings."""
+    return 0 <= estimate <= adding
+
+
 def _file_weeks(parts: Sequence[str]) -> Counter[dt.date]:
     weeks: Counter[dt.date] = Counter()
     for part in parts:
@@ -273,9 +280,8 @@ class PostgresWarehouse(Warehouse):
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [self.names.schema]
             )
         }
-        complete = {t.name for t in schema.ALL_TABLES} <= tables and set(
-            self._table_indexes()
-        ) <= self._existing_indexes()
+        indexes = set(self._table_indexes())
+        complete = {t.name for t in schema.ALL_TABLES} <= tables and indexes <= self._existing_indexes()
         return not complete or bool(self.missing_columns() or self.widened_columns() or self.relaxed_columns())
 
     def load_staging(self, parts_by_table: dict[str, list[str]]) -> None:
@@ -328,28 +334,27 @@ class PostgresWarehouse(Warehouse):
         )
         return {str(name): float(rows) for name, rows in found}
 
-    def _create_partitions(self, t: Table, weeks: Iterable[dt.date]) -> set[str]:
-        """Create the missing weekly partitions of ``t`` (empty, without indexes); the names created."""
+    def _create_partitions(self, t: Table, weeks: Iterable[dt.date]) -> dict[str, float]:
+        """Create the missing weekly partitions of ``t`` (empty, without indexes); then every partition of ``t``
+        with its estimated rows (-1 for those just created)."""
         held = self._partitions(t)
-        created = set()
         for monday in sorted(weeks):
             name, statement = self.names.partition(t, monday)
             if name not in held:
                 self.execute(statement)
-                created.add(name)
-        return created
+                held[name] = -1.0
+        return held
 
     def _prepare_partitions(self, t: Table, weeks: Counter[dt.date]) -> dict[str, str]:
         """Create the missing weekly partitions of ``t`` for the rows to copy; the indexes to build after the
         copy: those of partitions without them (new ones) and of every partition the copy at least doubles
         (as :meth:`_indexes_to_rebuild` does for a whole table)."""
-        self._create_partitions(t, weeks)
-        held, indexes = self._partitions(t), self._existing_indexes()
+        held, indexes = self._create_partitions(t, weeks), self._existing_indexes()
         rebuild: dict[str, str] = {}
         for monday, adding in sorted(weeks.items()):
             name = self.names.partition(t, monday)[0]
             wanted = self.names.create_indexes(t, partition=name)
-            if not set(wanted) <= indexes or 0 <= held[name] <= adding:
+            if not set(wanted) <= indexes or _rebuild_pays(held[name], adding):
                 rebuild |= wanted
         return rebuild
 
@@ -375,7 +380,7 @@ class PostgresWarehouse(Warehouse):
         if not self.query(f"SELECT 1 FROM {table} LIMIT 1"):
             return indexes
         estimate = float(self.query("SELECT reltuples FROM pg_class WHERE oid = CAST(? AS regclass)", [table])[0][0])
-        return indexes if 0 <= estimate <= adding else {}
+        return indexes if _rebuild_pays(estimate, adding) else {}
 
     def merge(self, run_id: str, lake: LakeApply, valid_day_minutes: int = 600) -> MergeResult:
         """The shared merge in one transaction that first takes ``pg_advisory_xact_lock``.
