@@ -131,10 +131,28 @@ def read_csv(
     return CsvRead(pa.Table.from_batches(batches, schema=schema), malformed, kept)
 
 
+_PLAIN_NUMBER = np.zeros(256, bool)
+_PLAIN_NUMBER[np.frombuffer(b"0123456789.eE-", np.uint8)] = True
+
+
+def _only(col: pa.Array | pa.ChunkedArray, allowed: np.ndarray) -> bool:
+    """Whether every byte of a text column's cells is one ``allowed`` marks (one pass over the bytes)."""
+    for chunk in col.chunks if isinstance(col, pa.ChunkedArray) else [col]:
+        if not pa.types.is_string(chunk.type):
+            return False
+        if not len(chunk) or chunk.buffers()[2] is None:
+            continue
+        offsets = np.frombuffer(chunk.buffers()[1], np.int32)[chunk.offset : chunk.offset + len(chunk) + 1]
+        data = np.frombuffer(chunk.buffers()[2], np.uint8)[offsets[0] : offsets[-1]]
+        if not allowed[data].all():
+            return False
+    return True
+
+
 def numbers(col: pa.Array, codes: np.ndarray) -> np.ndarray:
     """The numbers of a text column; an empty cell is ``missing_field``, anything but a decimal number (no
     ``nan``, ``inf`` or sign other than ``-``) is ``value_wrong_type`` (read as 0)."""
-    if not pc.any(pc.match_substring_regex(col, r"[^0-9.eE-]")).as_py():  # nothing to check cell by cell
+    if _only(col, _PLAIN_NUMBER):  # nothing to check cell by cell
         try:
             return pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
         except pa.ArrowInvalid:  # an empty cell, "1.2.3", "-": cell by cell
@@ -259,14 +277,19 @@ def _keys(pid: np.ndarray, ts: np.ndarray, unit: int = _US) -> np.ndarray:
     return (pid << 36) + (steps - steps.min())
 
 
-def _in_order(pid: np.ndarray, ts: np.ndarray) -> np.ndarray:
-    """Positions putting rows in (participant, time) order, stable: rows of one instant keep their order. Export
-    files are usually written in that order already, which one pass over them finds (no sort)."""
+def _in_order(pid: np.ndarray, ts: np.ndarray) -> np.ndarray | None:
+    """Positions putting rows in (participant, time) order, stable: rows of one instant keep their order; None
+    when they are in that order already (export files are usually written so: one pass finds it, no sort)."""
     if len(pid) > 1:
-        step = np.diff(pid)
-        if not ((step > 0) | ((step == 0) & (np.diff(ts) >= 0))).all():
+        later, same = pid[1:] > pid[:-1], pid[1:] == pid[:-1]  # boolean masks: a byte a row
+        if not (later | (same & (ts[1:] >= ts[:-1]))).all():
             return np.lexsort((ts, pid))
-    return np.arange(len(pid))
+    return None
+
+
+def _cat(arrays: list[np.ndarray]) -> np.ndarray:
+    """``arrays`` as one (the array itself when there is one: no copy)."""
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
 class Assembly:
@@ -283,7 +306,8 @@ class Assembly:
         empty = np.zeros(0, dtype=np.int64)
         self.value_rows: tuple[np.ndarray, np.ndarray, np.ndarray] = (empty, np.zeros(0, np.int64), np.zeros(0))
         self.value_utc: np.ndarray | None = None  # the instants of the kept values, where the files give them
-        self.extras: list[tuple[Any, ...]] = []  # measure, participant, ts, value, files, file, row of each
+        # measure, participant, ts, value, the files, where each file's rows begin, each row's place (None: k)
+        self.extras: list[tuple[Any, ...]] = []
 
     def _count(self, target: dict, key: tuple[str, int], n: int = 1) -> None:
         target[key] = target.get(key, 0) + n
@@ -324,29 +348,31 @@ class Assembly:
             _check_measure(rows.value, m, bounds, rows.codes, 1 / 60 if second else 1)
             if not second:
                 _set(rows.codes, rows.time_ok & (rows.ts % (60 * _US) != 0), "time_off_grid")
-        pid = np.concatenate([r.pid for r in forms])
-        ts = np.concatenate([r.ts for r in forms])
-        codes = np.concatenate([r.codes for r in forms])
-        which = np.concatenate([np.full(len(r.pid), k) for k, r in enumerate(forms)])
-        index = np.concatenate([np.arange(len(r.pid)) for r in forms])
-        good = np.flatnonzero(codes == 0)  # in priority order: the files as given, then their rows
-        good = good[_in_order(pid[good], ts[good])]
-        gp, gt = pid[good], ts[good]
-        same = np.zeros(len(good), dtype=bool)  # repeats the (participant, instant) before it: the first kept
+        pid, ts, codes = _cat([r.pid for r in forms]), _cat([r.ts for r in forms]), _cat([r.codes for r in forms])
+        starts = np.cumsum([0, *(len(r.pid) for r in forms)])  # where each file's rows begin
+        good = np.flatnonzero(codes == 0) if codes.any() else None  # None: every row (no copy of the columns)
+        order = _in_order(pid, ts) if good is None else _in_order(pid[good], ts[good])
+        if order is not None:  # in priority order: the files as given, then their rows
+            good = order if good is None else good[order]
+        gp, gt = (pid, ts) if good is None else (pid[good], ts[good])
+        same = np.zeros(len(gp), dtype=bool)  # repeats the (participant, instant) before it: the first kept
         np.logical_and(gp[1:] == gp[:-1], gt[1:] == gt[:-1], out=same[1:])
         if same.any():
-            codes[good[same]] = _CODE["duplicate_timestamp"]
-            good = good[~same]
+            kept = np.arange(len(pid)) if good is None else good
+            codes[kept[same]] = _CODE["duplicate_timestamp"]
+            good = kept[~same]
         for pos in np.flatnonzero(codes):
-            self._reject(forms[which[pos]], int(index[pos]), _ROW_RULES[codes[pos]])
-        value = np.concatenate([r.value for r in forms])[good]
+            k = int(np.searchsorted(starts, pos, "right")) - 1
+            self._reject(forms[k], int(pos - starts[k]), _ROW_RULES[codes[pos]])
+        value = _cat([r.value for r in forms])
+        kept_rows = (pid, ts, value) if good is None else (pid[good], ts[good], value[good])
         if measure == "value":  # kept in (participant, time) order
-            self.value_rows = (pid[good], ts[good], value)
+            self.value_rows = kept_rows
             if any(r.utc is not None for r in forms):
-                given = [r.utc if r.utc is not None else np.full(len(r.pid), -1, np.int64) for r in forms]
-                self.value_utc = np.concatenate(given)[good]
+                utc = _cat([r.utc if r.utc is not None else np.full(len(r.pid), -1, np.int64) for r in forms])
+                self.value_utc = utc if good is None else utc[good]
         else:
-            self.extras.append((measure, pid[good], ts[good], value, forms, which[good], index[good]))
+            self.extras.append((measure, *kept_rows, forms, starts, good))
 
     def _join(self) -> None:
         """Level and METs joined to the kept calories row of their participant and minute (one sorted search
@@ -356,7 +382,7 @@ class Assembly:
         columns: dict[str, np.ndarray] = {"value": value}
         if self.value_utc is not None:
             columns["utc"] = self.value_utc
-        for measure, epid, ets, evalue, forms, which, index in self.extras:
+        for measure, epid, ets, evalue, forms, starts, positions in self.extras:
             keys = _keys(np.concatenate([pid, epid]), np.concatenate([ts, ets]))
             ordered = keys[:n]  # the value rows are in (participant, time) order: so are their keys
             pos = np.searchsorted(ordered, keys[n:])
@@ -365,7 +391,9 @@ class Assembly:
             column = columns.setdefault(measure, np.full(n, np.nan))
             column[clipped[hit]] = evalue[hit]
             for k in np.flatnonzero(~hit):
-                self._reject(forms[which[k]], int(index[k]), "measure_without_value")
+                pos = k if positions is None else positions[k]  # the row among the files' rows
+                f = int(np.searchsorted(starts, pos, "right")) - 1
+                self._reject(forms[f], int(pos - starts[f]), "measure_without_value")
         if not n:
             return
         day = ts // _DAY_US
