@@ -61,6 +61,9 @@ def test_the_byte_level_reader_agrees_with_python_on_random_texts(date_only):
     texts = [_random_text(rng, date_only) for _ in range(20000)]
     texts += ["4/12/2016 12:00:00 AM", "4/12/2016 12:00:00 PM", "2/29/2016 1:00:00 PM", "2/29/2015 1:00:00 PM"]
     texts += ["12/31/2016 23:59:59", "1/1/1970 0:00:00", "", " ", "4/12/2016 1:0:00 AM", "4/12/16 1:00:00 AM"]
+    texts += ["12/ 5/2016 1:00:00", " 4/12/2016 1:00:00 AM", "4/12/2016\t1:00:00", "4/ 1/2016", "  1/1/2016"]
+    texts += ["12/31/2016 12:59:59 PM", "012/1/2016 1:00:00", "1/1/2016 012:00:00", "1//2016 1:00:00", "1 /1/2016"]
+    texts += ["1/1/2016 1:00:00 AM AM", "é/1/2016 1:00:00", "1/1/ 2016 1:00:00", "1/1/2016 :00:00", "12/31/2016 "]
     column = pa.chunked_array([pa.array(texts[:9000]), pa.array(texts[9000:] + [None])])
     ts, ok = read_times(column, date_only)
     want = [_reference(t, date_only) for t in texts] + [None]

@@ -45,12 +45,12 @@ class _Text:
         self.start, self.end = offsets[:-1], offsets[1:]
 
     def at(self, pos: np.ndarray) -> np.ndarray:
-        return np.take(self.data, pos, mode="clip").astype(np.int32)
+        return np.take(self.data, pos, mode="clip")
 
 
 def _digit(t: _Text, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    d = t.at(pos) - 48
-    return d, (d >= 0) & (d <= 9)
+    d = t.at(pos) - np.uint8(48)  # a byte below "0" wraps above 9
+    return d, d <= 9
 
 
 def _digits(t: _Text, first: np.ndarray, width: np.ndarray | int) -> tuple[np.ndarray, np.ndarray]:
@@ -58,6 +58,7 @@ def _digits(t: _Text, first: np.ndarray, width: np.ndarray | int) -> tuple[np.nd
     and whether they are digits."""
     if isinstance(width, int):
         value, ok = _digit(t, first)
+        value = value.astype(np.int16)  # up to four digits
         for k in range(1, width):
             d, good = _digit(t, first + k)
             value, ok = value * 10 + d, ok & good
@@ -65,7 +66,7 @@ def _digits(t: _Text, first: np.ndarray, width: np.ndarray | int) -> tuple[np.nd
     d0, ok0 = _digit(t, first)
     d1, ok1 = _digit(t, first + 1)
     two = width == 2
-    return np.where(two, d0 * 10 + d1, d0), ok0 & (ok1 | ~two)
+    return np.where(two, d0 * np.uint8(10) + d1, d0), ok0 & (ok1 | ~two)  # up to 99: a byte holds it
 
 
 def _chunk(col: pa.StringArray, date_only: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -109,8 +110,19 @@ def _chunk(col: pa.StringArray, date_only: bool) -> tuple[np.ndarray, np.ndarray
     ok &= month_ok & (day >= 1) & (day <= limit) & (year >= 1)
     if col.null_count:
         ok &= col.is_valid().to_numpy(zero_copy_only=False)
-    ts = (_days_from_civil(year, month, day) * 86_400 + seconds) * _US
+    ts = (_days(year, month, day) * 86_400 + seconds) * _US
     return np.where(ok, ts, 0), ok
+
+
+def _days(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """Days since 1970 of each row's date, computed once per run of rows with the same date (a file's rows come
+    in time order: a day is one run)."""
+    key = (year.astype(np.int32) << 9) | (month.astype(np.int32) << 5) | day
+    if not len(key):
+        return key.astype(np.int64)
+    heads = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]]))
+    days = _days_from_civil(year[heads], month[heads], day[heads])
+    return np.repeat(days, np.diff(np.append(heads, len(key))))
 
 
 def read_times(col: pa.Array | pa.ChunkedArray, date_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
