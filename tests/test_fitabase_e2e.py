@@ -126,7 +126,7 @@ def test_two_overlapping_exports_load_newest_wins_and_a_second_run_finds_nothing
 @pytest.mark.parametrize("parts", [1, 3])
 def test_a_generated_export_loads_exactly_what_was_written(tmp_path, monkeypatch, parts):
     """``sample-data --layout fitabase``: every participant-day-activity's rows and value sum, as written; the
-    same when each activity is read as three parts (participants by id hash, as a large export is)."""
+    same when each activity is read as three parts (every third participant, as a large export is)."""
     from fitbit_pipeline.fitabase import files
     from fitbit_pipeline.sample_data import generate_fitabase
 

@@ -51,6 +51,23 @@ def test_the_parts_of_an_export_hold_each_participant_once_and_the_unattributed_
     assert len(whole.unattributed) == 2  # the row without an Id and the line that does not split
 
 
+@pytest.mark.parametrize("n", [2, 3])
+def test_the_parts_of_an_export_hold_as_many_participants_each(n):
+    """Six participants in the minute file (a seventh only in the METs file, read later): each part holds
+    every n-th of them in order of first appearance, so parts are even whatever the ids (a hash of six ids
+    can put four in one part); every participant's rows, from every file, are in one part."""
+    ids = ["1503960366", "1624580081", "1644430081", "1844505072", "1927972279", "2022484408"]
+    rows = "".join(f"{i},4/12/2016 {m}:00:00 AM,1\n" for i in ids for m in (1, 2))
+    calories = f"Id,ActivityMinute,Calories\n{rows}".encode()
+    mets = f"Id,ActivityMinute,METs\n{ids[-1]},4/12/2016 1:00:00 AM,10\n4020332650,4/12/2016 1:00:00 AM,10\n"
+    parts = [("minuteCaloriesNarrow_merged.csv", calories), ("minuteMETsNarrow_merged.csv", mets.encode())]
+    pieces = [parse_export("calories", parts, RUN, DEFAULT_LIMITS, (k, n)) for k in range(1, n + 1)]
+    held = [sorted({s.participant for s in p.slices}) for p in pieces]
+    assert held == [sorted(ids[k::n]) + (["4020332650"] if k == 6 % n else []) for k in range(n)]
+    last = next(s for p in pieces for s in p.slices if s.participant == ids[-1])
+    assert last.parsed.measures["mets"][0] == 10  # its METs row read by the part holding its minutes
+
+
 def test_calories_minutes_join_level_and_mets_and_every_row_is_accounted_for():
     read = _calories()
     first, second = read.slices

@@ -58,7 +58,7 @@ class PathInfo:
     activity: str
     date: dt.date
     data_types: tuple[str, ...] = ()  # Google Health: the data types of the document(s)
-    part: tuple[int, int] = (1, 1)  # Fitabase: part k of n of an export's activity (participants by id hash)
+    part: tuple[int, int] = (1, 1)  # Fitabase: part k of n of an export's activity (every n-th participant)
 
 
 class LayoutError(ValueError):

@@ -8,7 +8,8 @@ a *slice* named ``<bundle>#<participant>/<YYYY-MM-DD>``: it has its own ledger r
 and a rank from the export's end date (the folder name ``Fitabase Data 4.12.16-5.12.16``), so of two exports
 sharing a boundary day the newer one wins the day. Files no table holds are listed as skipped
 (``fitabase_not_loaded``), never silently left out. Files larger than ``files.PART_BYTES`` are read as several
-deliveries (``…}~2-of-4``), each for the participants whose id hashes to it, so that they run in parallel.
+deliveries (``…}~2-of-4``), each for every n-th participant (in order of first appearance), so that they run
+in parallel.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def _name(doc: SourceDoc) -> str | None:
 
 def _bundle(activity: str, parts: list[SourceDoc], end: dt.date | None) -> list[SourceDoc]:
     """The activity's files as one delivery, or (larger than ``files.PART_BYTES``) as ``n`` deliveries
-    ``…{files}~k-of-n``, each for the participants whose id hashes to ``k``."""
+    ``…{files}~k-of-n``, each for every ``n``-th participant from the ``k``-th (see ``reader._Part``)."""
     parts = sorted(parts, key=lambda d: posixpath.basename(d.logical_path))
     names = ",".join(posixpath.basename(d.logical_path) for d in parts)
     first = parts[0]

@@ -31,8 +31,8 @@ EXPORT_RANGE = re.compile(
 
 # Times: M/D/YYYY h:mm:ss AM (the 12-hour form; a 24-hour form seen too); dates M/D/YYYY: see clock.py.
 PARTICIPANT = "Id"
-# An activity's files larger than this are read as several deliveries, each for the participants whose id
-# hashes to it (crc32 % parts): the parts run in parallel and each holds only its participants' rows.
+# An activity's files larger than this are read as several deliveries, each for every n-th participant (in
+# order of first appearance): the parts run in parallel and each holds only its participants' rows.
 PART_BYTES = 128 << 20
 MAX_PARTS = 8
 

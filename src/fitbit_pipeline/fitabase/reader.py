@@ -9,7 +9,6 @@ without a participant or a valid time, belongs to no participant-day and is retu
 from __future__ import annotations
 
 import datetime as dt
-import zlib
 
 import numpy as np
 import pyarrow as pa
@@ -24,25 +23,21 @@ _US = 1_000_000
 
 
 class _Part:
-    """Selects the rows of part ``k`` of ``n`` of an export's activity: the participants whose trimmed id hashes
-    to it (``crc32 % n == k - 1``); rows without an id, and lines the reader cannot split, belong to part 1."""
+    """Selects the rows of part ``k`` of ``n`` of an export's activity: the participants whose place in the order
+    of first appearance (over the activity's files, read in full and in the same order by every part) is
+    ``k - 1`` modulo ``n``, so that the parts hold about as many participants each; rows without an id, and
+    lines the reader cannot split, belong to part 1."""
 
     def __init__(self, ids: Participants, part: tuple[int, int]) -> None:
         self.ids, (self.k, self.n) = ids, part
-        self._of: dict[int, int] = {-1: 0}
 
     @property
     def first(self) -> bool:
         return self.k == 1
 
     def __call__(self, batch: pa.RecordBatch) -> pa.Array:
-        codes = self.ids.encode(batch.column(files.PARTICIPANT))
-        for code in np.unique(codes).tolist():
-            if code not in self._of:
-                self._of[code] = zlib.crc32(self.ids.names[code].encode()) % self.n
-        known = np.array(sorted(self._of))
-        part = np.array([self._of[c] for c in known.tolist()])
-        return pa.array(part[np.searchsorted(known, codes)] == self.k - 1)
+        codes = self.ids.encode(batch.column(files.PARTICIPANT))  # codes are given in order of first appearance
+        return pa.array(np.where(codes < 0, 0, codes % self.n) == self.k - 1)
 
     def read(self, raw: bytes, name: str, columns: list[str]) -> CsvRead:
         read = read_csv(raw, name, columns, self if self.n > 1 else None)
