@@ -79,13 +79,21 @@ def replace_keys(
     if not (removed or kept or added):
         return TableCommit(current_snapshot_id(table), 0)
     faults.point(f"lake-files-written:{t.name}")
+    return swap_files(table, run_id, removed, [*kept, *added], rows)
+
+
+def swap_files(
+    table: IcebergTable, run_id: str, removed: list[DataFile], added: list[DataFile], rows: int
+) -> TableCommit:
+    """One snapshot of ``table`` without ``removed`` and with ``added`` (``overwrite``, or ``append`` when nothing
+    is removed), its summary naming ``run_id`` and the ``rows`` it brought in."""
     properties = {RUN_PROPERTY: run_id, ROWS_PROPERTY: str(rows)}
     tx = table.transaction()
     op = overwrite(tx, properties) if removed else tx.update_snapshot(snapshot_properties=properties).fast_append()
     with op:
         for f in removed:
             op.delete_data_file(f)
-        for f in (*kept, *added):
+        for f in added:
             op.append_data_file(f)
     committed = tx.commit_transaction()
     return TableCommit(current_snapshot_id(committed), rows)
@@ -101,9 +109,9 @@ def write_rows(table: IcebergTable, t: schema.Table, run_id: str, rows: pa.Table
     if t.kind == "intraday":
         pieces = [rows.filter(pc.equal(rows["date"], d)) for d in pc.unique(rows["date"]).to_pylist()]
     out = []
-    describe = _Describer(table)
+    describe = Describer(table)
     for piece in pieces:
-        target = _data_path(table, t, f"{run_id}-{uuid.uuid4().hex[:12]}.parquet", _day_of(piece))
+        target = data_path(table, t, f"{run_id}-{uuid.uuid4().hex[:12]}.parquet", _day_of(piece))
         write_parquet(piece, target)
         out.append(describe(target))
     return out
@@ -123,7 +131,7 @@ def _replaced(
     days = sorted({_EPOCH + dt.timedelta(days=d) for _, d in keys})
     removed: list[DataFile] = []
     kept: list[DataFile] = []
-    describe = _Describer(table)
+    describe = Describer(table)
     for task in table.scan(row_filter=In("date", [d.isoformat() for d in days])).plan_files():
         path = task.file.file_path
         fs, local = filesystem(path)
@@ -136,7 +144,7 @@ def _replaced(
             if replaced.all():
                 continue
             rest = pf.read(columns=t.columns).filter(pa.array(~replaced))
-        target = _data_path(table, t, f"{run_id}-rw-{uuid.uuid4().hex[:12]}.parquet", _day_of(rest))
+        target = data_path(table, t, f"{run_id}-rw-{uuid.uuid4().hex[:12]}.parquet", _day_of(rest))
         write_parquet(rest.cast(t.schema), target)
         kept.append(describe(target))
     return removed, kept
@@ -165,7 +173,7 @@ def _added(
     """
     out: list[DataFile] = []
     rows = 0
-    describe = _Describer(table)
+    describe = Describer(table)
     everything = staged <= files
     for part in iter_parts(staging, t.name):
         data, won = None, None
@@ -174,7 +182,7 @@ def _added(
             if won == 0:
                 continue
         day = _part_day(part) if data is None else _day_of(data)
-        target = _data_path(table, t, f"{run_id}-{posixpath.basename(part)}", day)
+        target = data_path(table, t, f"{run_id}-{posixpath.basename(part)}", day)
         if data is None:
             _link(part, target)
         else:
@@ -221,7 +229,7 @@ def _part_day(part: str) -> dt.date | None:
     return dt.date.fromisoformat(m[1]) if m else None
 
 
-class _Describer:
+class Describer:
     """Data-file entries of one table's new Parquet files: partition and column statistics from each footer.
 
     What ``pyiceberg.io.pyarrow.parquet_file_to_data_file`` does, with the schema check and the statistics plan
@@ -272,7 +280,7 @@ def _day_of(rows: pa.Table) -> dt.date | None:
     return days[0].as_py() if len(days) == 1 else None
 
 
-def _data_path(table: IcebergTable, t: schema.Table, name: str, day: dt.date | None) -> str:
+def data_path(table: IcebergTable, t: schema.Table, name: str, day: dt.date | None) -> str:
     folder = posixpath.join(table.location(), "data")
     if t.kind == "intraday" and day is not None:
         folder = posixpath.join(folder, f"date={day.isoformat()}")
