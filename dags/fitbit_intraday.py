@@ -4,7 +4,8 @@ A thin shell over :mod:`fitbit_pipeline.orchestration`; configuration comes from
 environment (see the README), connections ``aws_default`` (Glue mode) and ``redshift_default``.
 Mode: ``FITBIT_EXECUTION_MODE=local`` (default: tasks run the package in the worker) or ``glue``
 (each activity runs as the AWS Glue job ``{GLUE_JOB_PREFIX}_{activity}_processor``).
-``GOOGLE_HEALTH_COLLECT=true`` adds a ``collect`` task first: Google Health API v4 data into the source.
+``GOOGLE_HEALTH_COLLECT=true`` adds a ``collect`` task first: Google Health API v4 data into the source;
+``FITBIT_MAINTAIN_AFTER_RUN=true`` a ``maintain`` task after the report (``fitbit-pipeline maintain``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ SCHEDULE = os.environ.get("FITBIT_DAG_SCHEDULE", "0 0 * * 0")  # Sunday 00:00
 RETRY_DELAY = timedelta(seconds=float(os.environ.get("FITBIT_DAG_RETRY_DELAY_S", "120")))
 # Google Health API v4: a collect task before detect_new_files (read at parse time; no credentials needed to parse).
 COLLECT = os.environ.get("GOOGLE_HEALTH_COLLECT", "false").strip().lower() in ("1", "true", "yes", "on")
+# Lake maintenance (compaction, snapshot expiry, orphan files, old staging) after the report, on a setting.
+MAINTAIN = os.environ.get("FITBIT_MAINTAIN_AFTER_RUN", "false").strip().lower() in ("1", "true", "yes", "on")
 
 
 def on_failure(context: dict[str, Any]) -> None:
@@ -100,6 +103,10 @@ def fitbit_intraday() -> None:
             raise AirflowFailException(summary["message"] or summary["status"])
         return sent
 
+    @task(execution_timeout=timedelta(hours=2), retries=1)
+    def maintain(report: dict[str, Any]) -> dict[str, Any]:
+        return orch.maintain_lake()
+
     @task(execution_timeout=timedelta(hours=6), retries=1)
     def collect() -> dict[str, Any]:
         return orch.collect_google_health()
@@ -119,7 +126,10 @@ def fitbit_intraday() -> None:
     activities >> gate
     rows = merge_production(plan, gate)
     stats = statistics(plan, rows)
-    notify(stats, compliance_report(stats))
+    report = compliance_report(stats)
+    notify(stats, report)
+    if MAINTAIN:  # after the report (both open the warehouse), beside the notification
+        maintain(report)
 
 
 def _glue_task(activity: str, plan: Any) -> Any:

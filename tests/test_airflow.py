@@ -108,6 +108,16 @@ def test_google_health_collect_task_only_when_enabled_and_parses_without_credent
     assert "collect" not in off_tasks and off_tasks["detect_new_files"].trigger_rule == "all_success"
 
 
+def test_maintain_task_only_when_enabled_after_the_report() -> None:
+    bag, caught = dagbag({"FITBIT_MAINTAIN_AFTER_RUN": "true"})
+    assert bag.import_errors == {} and caught == []
+    tasks = {t.task_id: t for t in bag.dags["fitbit_intraday"].tasks}
+    assert tasks["maintain"].upstream_task_ids == {"compliance_report"}
+    assert tasks["maintain"].on_failure_callback and tasks["maintain"].execution_timeout is not None
+    off, _ = dagbag({"FITBIT_MAINTAIN_AFTER_RUN": "false"})
+    assert "maintain" not in {t.task_id for t in off.dags["fitbit_intraday"].tasks}
+
+
 def test_glue_mode_renders_one_glue_job_per_activity() -> None:
     bag, _ = dagbag(
         {
@@ -186,8 +196,10 @@ def test_dag_runs_end_to_end_into_postgresql(airflow_home, tmp_path, postgres_db
     url = postgres_db()
     truth = generate(tmp_path / "src", participants=2, days=2, seed=14)
     cfg = {"FITBIT_SOURCE": str(tmp_path / "src"), "FITBIT_LAKE": str(tmp_path / "lake"), "FITBIT_WAREHOUSE": url}
+    cfg |= {"FITBIT_MAINTAIN_AFTER_RUN": "true", "FITBIT_STAGING_RETENTION_DAYS": "0"}  # the maintain task runs too
     proc = dags_test(airflow_home, cfg)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert not list((tmp_path / "lake" / "staging").iterdir())  # maintain pruned the finished run's staging
     with psycopg.connect(url) as con:
         for a in ACTIVITIES:
             assert con.execute(f"SELECT COUNT(*) FROM rural.intraday_{a}").fetchone()[0] == truth.total_rows(a)

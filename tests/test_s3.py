@@ -137,6 +137,37 @@ def test_changed_etag_is_reprocessed_and_unchanged_is_not(s3, tmp_path) -> None:
     )
 
 
+def test_maintenance_compacts_an_s3_lake_and_keeps_recent_unreferenced_objects(s3, tmp_path) -> None:
+    """Two runs leave the changed day of steps in two files; maintenance on the object store merges them (the
+    warehouse's rows and ``verify`` unchanged) and deletes no object younger than a day: no lock keeps a run
+    out of an S3 lake, and a running one's new objects are not referenced yet."""
+    from fitbit_pipeline import verify
+    from fitbit_pipeline.lake.maintain import Retention
+    from fitbit_pipeline.maintenance import maintain
+    from fitbit_pipeline.warehouse import open_warehouse
+
+    truth = generate(tmp_path / "gen", participants=2, days=2, seed=7)
+    s3.put_tree(tmp_path / "gen")
+    s3.run()
+    pid, day = truth.days[0].participant_id, min(d.date for d in truth.days)
+    changed = (tmp_path / "gen" / pid / day.isoformat() / "steps.json").read_bytes()
+    s3.put(f"{pid}/{day.isoformat()}/steps.json", changed.replace(b'"value":0', b'"value":1', 3))
+    assert s3.run().status == "succeeded"
+    before = s3.sql("SELECT * FROM rural.intraday_steps ORDER BY ALL")
+    steps = f"production/intraday_steps/data/date={day.isoformat()}/"
+    assert len([f for f in Lake(s3.lake_uri, "rural").files()["intraday_steps"] if steps in f]) == 2
+    stored = set(s3.lake_keys("production/"))
+
+    report = maintain(s3.lake_uri, s3.warehouse, retention=Retention(snapshot_days=0))
+    assert report.compacted["intraday_steps"] >= 2 and report.orphans_removed == 0
+    assert len([f for f in Lake(s3.lake_uri, "rural").files()["intraday_steps"] if steps in f]) == 1
+    assert stored <= set(s3.lake_keys("production/"))  # nothing deleted yet: every object is younger than a day
+    assert s3.sql("SELECT * FROM rural.intraday_steps ORDER BY ALL") == before
+    with open_warehouse(s3.warehouse, "rural") as wh:
+        assert verify.compare(Lake(s3.lake_uri, "rural"), wh) == []
+    assert s3.run().status == "nothing-new"
+
+
 def test_faults_on_the_wire_still_load_every_object_exactly_once(s3, tmp_path, moto_port, monkeypatch) -> None:
     truth = generate(tmp_path / "gen", participants=2, days=2, seed=8)
     s3.put_tree(tmp_path / "gen")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import json
@@ -395,6 +396,62 @@ def verify(
         console.print(f"warehouse behind the lake's snapshot in: {', '.join(sorted(stale))}")
     err.print(f"[red]{len(differences)} participant-day(s) differ[/red]")
     raise typer.Exit(1)
+
+
+@app.command()
+@_guard
+def maintain(
+    lake: LakeOpt = None,
+    warehouse: WarehouseOpt = None,
+    schema: SchemaOpt = None,
+    snapshot_days: Annotated[
+        float | None, typer.Option(help="Expire snapshots older than this [FITBIT_SNAPSHOT_RETENTION_DAYS]")
+    ] = None,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for a run holding the lake")] = 0.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compact small lake files, expire old snapshots, remove unreferenced files, prune old staging and quarantine.
+
+    Refuses while a run holds the lake (exit 1); completes an interrupted run first. Prints files, bytes and
+    snapshots per table before and after.
+    """
+    from .maintenance import maintain as maintaining
+
+    s = _settings(None, lake, warehouse, schema)
+    retention = s.retention()
+    if snapshot_days is not None:
+        retention = dataclasses.replace(retention, snapshot_days=snapshot_days)
+    target = _existing_warehouse(s, warehouse)
+    report = maintaining(
+        s.lake_uri(),
+        target,
+        s.redshift_schema,
+        retention=retention,
+        lock_timeout_s=wait,
+        valid_day_minutes=s.valid_day_minutes(),
+    )
+    if as_json:
+        print(json.dumps(dataclasses.asdict(report), indent=2))
+        return
+    table = Table(title="Lake maintenance", title_justify="left", box=box.SIMPLE_HEAD)
+    for label in ("table", "files", "MB", "snapshots", "stored files", "compacted", "expired"):
+        table.add_column(label, justify="left" if label == "table" else "right", no_wrap=True)
+    for name, before in report.before.items():
+        after = report.after[name]
+        table.add_row(
+            name,
+            f"{before.data_files} -> {after.data_files}",
+            f"{before.data_bytes / 1e6:.1f} -> {after.data_bytes / 1e6:.1f}",
+            f"{before.snapshots} -> {after.snapshots}",
+            f"{before.stored_files} -> {after.stored_files}",
+            str(report.compacted.get(name, 0)),
+            str(report.expired.get(name, 0)),
+        )
+    console.print(table)
+    console.print(
+        f"Removed {report.orphans_removed} unreferenced file(s), the staging of {len(report.staging_removed)} "
+        f"ended run(s) and the quarantine of {len(report.quarantine_removed)} run(s)."
+    )
 
 
 @app.command()

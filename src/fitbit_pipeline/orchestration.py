@@ -144,6 +144,28 @@ def compliance_report(run_id: str, settings: Settings | None = None) -> dict[str
     return {"report": uri, "silent": len(data.silent)}
 
 
+def maintain_lake(settings: Settings | None = None) -> dict[str, Any]:
+    """``fitbit-pipeline maintain`` after a run (``FITBIT_MAINTAIN_AFTER_RUN``): counts only."""
+    from .maintenance import maintain
+
+    s = settings or Settings()
+    report = maintain(
+        s.lake_uri(),
+        s.warehouse_target(),
+        s.redshift_schema,
+        retention=s.retention(),
+        lock_timeout_s=None,  # FITBIT_LAKE_LOCK_TIMEOUT: a run started by hand is waited for
+        valid_day_minutes=s.valid_day_minutes(),
+    )
+    return {
+        "compacted": sum(report.compacted.values()),
+        "expired": sum(report.expired.values()),
+        "orphans_removed": report.orphans_removed,
+        "staging_removed": len(report.staging_removed),
+        "quarantine_removed": len(report.quarantine_removed),
+    }
+
+
 def notify_summary(
     summary: dict[str, Any], report_uri: str | None = None, settings: Settings | None = None
 ) -> dict[str, str]:

@@ -28,6 +28,7 @@ from .gate import GateLimits, GateResult
 from .lake import Lake, journal
 from .lake.adopt import ADOPTED, adopt_legacy
 from .lake.commit import participant_days, row_flags
+from .lake.snapshot import current_run, is_maintenance
 from .layouts import LayoutError, match
 from .limits import DEFAULT_LIMITS, Limits
 from .sources import SourceDoc, filesystem, list_documents
@@ -349,6 +350,7 @@ def recover(lake_: Lake, wh: Warehouse, *, valid_day_minutes: int = 600) -> list
     """
     wh.follow_lake(lake_.uri)
     _adopt(lake_, wh)
+    _follow_maintenance(lake_, wh)
     done = []
     for run_id, state in journal.runs_in_progress(lake_.uri):
         plan = Plan.load(lake_.uri, run_id)
@@ -390,6 +392,17 @@ def _adopt(lake_: Lake, wh: Warehouse) -> None:
     if adopted:
         log.info("adopted the previous version's lake: %d rows", sum(adopted.values()))
     wh.adopt_lake(LakeApply(ADOPTED, lake_.snapshots(), {}, lake_.files()))
+
+
+def _follow_maintenance(lake_: Lake, wh: Warehouse) -> None:
+    """A maintenance interrupted between its lake commit and the warehouse's transaction: the warehouse follows
+    the compacted tables (same rows, other files) before anything else reads or removes a file."""
+    held = wh.lake_state()
+    moved = [name for name, snap in lake_.snapshots().items() if held.get(name, (snap, ""))[0] != snap]
+    runs = {current_run(lake_.tables[name]) for name in moved}
+    if runs and all(is_maintenance(r) for r in runs):
+        log.warning("the last maintenance was interrupted: the warehouse now follows the compacted lake")
+        wh.adopt_lake(LakeApply(max(runs), lake_.snapshots(), {}, lake_.files()))  # type: ignore[type-var]
 
 
 def _delivered_keys(wh: Warehouse) -> set[tuple[str, str, dt.date]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -12,6 +12,9 @@ from .gate import GateLimits
 from .limits import DEFAULT_LIMITS, Limits
 from .notify import NotifyConfig
 from .timezones import ZoneMap, check_zone
+
+if TYPE_CHECKING:
+    from .lake.maintain import Retention
 
 
 class Settings(BaseSettings):
@@ -84,6 +87,15 @@ class Settings(BaseSettings):
     # Wear time: a valid day has at least this many hours with heart-rate data.
     fitbit_valid_day_hours: float = Field(10.0, ge=0, le=24, description="hours of heart-rate data for a valid day")
 
+    # Maintenance (`fitbit-pipeline maintain`; the DAG runs it after the merge when asked to).
+    fitbit_snapshot_retention_days: float = Field(7.0, ge=0, description="maintain: expire lake snapshots older")
+    fitbit_staging_retention_days: float = Field(14.0, ge=0, description="maintain: remove ended runs' staging older")
+    fitbit_quarantine_retention_days: float = Field(
+        180.0, ge=0, description="maintain: remove quarantined raw files of runs older than this"
+    )
+    fitbit_compact_target_mb: int = Field(64, ge=1, description="maintain: data files below this size are merged")
+    fitbit_maintain_after_run: bool = Field(False, description="Airflow: run maintain after each merge")
+
     # Notifications (CLI and Airflow): any combination; secrets are never logged.
     fitbit_notify_webhook_url: SecretStr | None = Field(None, description="Slack-compatible incoming webhook URL")
     fitbit_notify_smtp_host: str | None = Field(None, description="SMTP server for e-mail notifications")
@@ -112,6 +124,16 @@ class Settings(BaseSettings):
     google_health_max_attempts: int = Field(6, ge=1, description="attempts per request (429, 5xx, connection errors)")
     google_health_retry_base_seconds: float = Field(1.0, ge=0, description="first backoff step (doubles, jittered)")
     google_health_retry_max_seconds: float = Field(60.0, ge=0, description="longest backoff step (Retry-After wins)")
+
+    def retention(self) -> Retention:
+        from .lake.maintain import Retention
+
+        return Retention(
+            snapshot_days=self.fitbit_snapshot_retention_days,
+            staging_days=self.fitbit_staging_retention_days,
+            quarantine_days=self.fitbit_quarantine_retention_days,
+            compact_target_bytes=self.fitbit_compact_target_mb << 20,
+        )
 
     def source_uri(self) -> str:
         if self.fitbit_source_bucket:

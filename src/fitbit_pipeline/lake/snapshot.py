@@ -10,6 +10,19 @@ from pyiceberg.table.snapshots import Snapshot
 
 RUN_PROPERTY = "fitbit.run-id"  # snapshot summary: the run whose rows this snapshot brought in
 ROWS_PROPERTY = "fitbit.rows"  # snapshot summary: how many of the run's rows it added
+MAINTENANCE_PREFIX = "maintain-"  # the run id of a maintenance's snapshots (same rows, other files)
+
+
+def is_maintenance(run_id: str | None) -> bool:
+    return run_id is not None and run_id.startswith(MAINTENANCE_PREFIX)
+
+
+def current_run(table: IcebergTable) -> str | None:
+    """The run (or maintenance) that made the current snapshot of ``table``."""
+    snap = table.current_snapshot()
+    if snap is None or snap.summary is None:
+        return None
+    return snap.summary.additional_properties.get(RUN_PROPERTY)
 
 
 def data_files(table: IcebergTable, snapshot_id: int | None = None) -> list[str]:

@@ -1,0 +1,244 @@
+"""Lake maintenance: small data files compacted, old snapshots expired, unreferenced files removed, old staging
+and quarantine pruned. The caller holds the lake (no run in progress, see :func:`fitbit_pipeline.pipeline.maintain`).
+
+- **Compaction**: in each partition (an intraday table's day; the whole of a small table) the data files
+  below ``target_bytes`` are rewritten as few files of about that size, sorted by participant and time, in one
+  snapshot per table (``overwrite``, its summary carrying the maintenance id like a run's). The rows are
+  the same: counted before the commit, which is refused otherwise.
+- **Expiry**: snapshots older than the retention are expired (pyiceberg's ``expire_snapshots``); the current
+  snapshot and tagged ones never are.
+- **Orphans**: files below a table's location that no remaining snapshot, manifest or kept metadata file
+  references (rewritten or replaced data files, a crashed attempt's files, old metadata) are deleted. On
+  object storage, where no lock keeps a run out, only those older than a day.
+- **Pruning**: the staging folders of ended runs and the quarantine folders of runs older than their
+  retention (the run id starts with its UTC start time).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import posixpath
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyiceberg.manifest import DataFile
+from pyiceberg.table import Table as IcebergTable
+
+from .. import schema
+from ..sources import filesystem, is_local
+from . import journal
+from .commit import Describer, data_path, swap_files
+from .snapshot import MAINTENANCE_PREFIX, data_files
+
+log = logging.getLogger(__name__)
+
+COMPACT_TARGET_BYTES = 64 << 20
+COMPACT_MAX_ROWS = 2_000_000  # rows of one rewritten file: ~150 MB as Arrow columns, twice that while sorted
+_OBJECT_STORE_MIN_AGE = dt.timedelta(days=1)
+_TABLE_FILES = (".parquet", ".parquet.tmp", ".avro", ".metadata.json")  # what pyiceberg and the commit write
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long maintenance keeps things (days), and the size below which data files are merged."""
+
+    snapshot_days: float = 7.0
+    staging_days: float = 14.0
+    quarantine_days: float = 180.0
+    compact_target_bytes: int = COMPACT_TARGET_BYTES
+
+
+@dataclass
+class TableState:
+    """What one table holds on storage: current data files and their bytes, snapshots, all files below it."""
+
+    data_files: int
+    data_bytes: int
+    snapshots: int
+    stored_files: int
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(vars(self))
+
+
+@dataclass
+class MaintenanceReport:
+    before: dict[str, TableState] = field(default_factory=dict)
+    after: dict[str, TableState] = field(default_factory=dict)
+    compacted: dict[str, int] = field(default_factory=dict)  # files rewritten per table
+    expired: dict[str, int] = field(default_factory=dict)  # snapshots expired per table
+    orphans_removed: int = 0
+    staging_removed: list[str] = field(default_factory=list)  # run ids
+    quarantine_removed: list[str] = field(default_factory=list)
+
+
+def table_state(table: IcebergTable) -> TableState:
+    tasks = list(table.scan().plan_files()) if table.current_snapshot() is not None else []
+    return TableState(
+        data_files=len(tasks),
+        data_bytes=sum(int(t.file.file_size_in_bytes) for t in tasks),
+        snapshots=len(table.snapshots()),
+        stored_files=len(_stored(table)),
+    )
+
+
+# ---- compaction ---------------------------------------------------------------------------------
+
+
+def compact(table: IcebergTable, t: schema.Table, op_id: str, target_bytes: int = COMPACT_TARGET_BYTES) -> int:
+    """Rewrite the small data files of each partition of ``table`` as few files (one snapshot); files rewritten."""
+    if table.current_snapshot() is None:
+        return 0
+    groups: dict[tuple, list[DataFile]] = defaultdict(list)
+    for task in table.scan().plan_files():
+        if task.file.file_size_in_bytes < target_bytes:
+            groups[tuple(task.file.partition)].append(task.file)
+    removed: list[DataFile] = []
+    added: list[DataFile] = []
+    describe = Describer(table)
+    for files in groups.values():
+        if len(files) < 2:
+            continue
+        for batch in _bins(sorted(files, key=lambda f: f.file_path), target_bytes):
+            if len(batch) < 2:
+                continue
+            rows = pa.concat_tables(_read(f.file_path, t) for f in batch)
+            expected = sum(int(f.record_count) for f in batch)
+            if rows.num_rows != expected:
+                raise RuntimeError(f"{t.name}: read {rows.num_rows} rows of files that hold {expected}")
+            order = "ts" if t.kind == "intraday" else "date"
+            rows = rows.sort_by([("participant_id", "ascending"), (order, "ascending")])
+            days = rows["date"].unique()
+            day = days[0].as_py() if len(days) == 1 else None
+            target = data_path(table, t, f"{op_id}-compact-{uuid.uuid4().hex[:12]}.parquet", day)
+            from ..transform import write_parquet
+
+            write_parquet(rows, target)
+            removed += batch
+            added.append(describe(target))
+    if not removed:
+        return 0
+    swap_files(table, op_id, removed, added, rows=0)
+    return len(removed)
+
+
+def _bins(files: list[DataFile], target_bytes: int) -> Iterable[list[DataFile]]:
+    """Consecutive files in groups of at most about ``target_bytes`` and ``COMPACT_MAX_ROWS`` (a group is read
+    whole and sorted: the rows bound its memory)."""
+    current: list[DataFile] = []
+    size = rows = 0
+    for f in files:
+        if current and (size + f.file_size_in_bytes > target_bytes or rows + f.record_count > COMPACT_MAX_ROWS):
+            yield current
+            current, size, rows = [], 0, 0
+        current.append(f)
+        size += f.file_size_in_bytes
+        rows += f.record_count
+    if current:
+        yield current
+
+
+def _read(path: str, t: schema.Table) -> pa.Table:
+    fs, local = filesystem(path)
+    with fs.open(local, "rb") as fh:
+        return pq.read_table(fh, columns=t.columns).cast(t.schema)
+
+
+# ---- snapshots and files ------------------------------------------------------------------------
+
+
+def expire(table: IcebergTable, older_than: dt.datetime) -> int:
+    """Expire the snapshots of ``table`` older than ``older_than`` (never the current or a tagged one)."""
+    cutoff_ms = int(older_than.timestamp() * 1000)
+    current = table.current_snapshot()
+    protected = {ref.snapshot_id for ref in table.metadata.refs.values()}
+    doomed = [
+        s.snapshot_id
+        for s in table.snapshots()
+        if s.timestamp_ms < cutoff_ms and s.snapshot_id not in protected and s is not current
+    ]
+    if doomed:
+        table.maintenance.expire_snapshots().by_ids(doomed).commit()
+    return len(doomed)
+
+
+def _referenced(table: IcebergTable) -> set[str]:
+    """Every file the table's metadata references: kept metadata files, and of each remaining snapshot its
+    manifest list, manifests and data files."""
+    keep = {table.metadata_location, *(entry.metadata_file for entry in table.metadata.metadata_log)}
+    for snap in table.snapshots():
+        keep.add(snap.manifest_list)
+        for manifest in snap.manifests(table.io):
+            keep.add(manifest.manifest_path)
+        keep.update(data_files(table, snap.snapshot_id))
+    return {filesystem(p)[1] for p in keep}
+
+
+def _stored(table: IcebergTable) -> list[str]:
+    """Every file below the table's location (data and metadata)."""
+    fs, root = filesystem(table.location())
+    if not fs.exists(root):
+        return []
+    return [p for p in fs.find(root) if not p.endswith("/")]
+
+
+def remove_orphans(table: IcebergTable, now: dt.datetime) -> int:
+    """Delete the files below the table's location that nothing references; how many."""
+    referenced = _referenced(table)
+    fs, root = filesystem(table.location())
+    orphans = [p for p in _stored(table) if p not in referenced and p.endswith(_TABLE_FILES)]
+    if not is_local(table.location()):
+        orphans = [p for p in orphans if _modified(fs, p) < now - _OBJECT_STORE_MIN_AGE]
+    if orphans:
+        fs.rm(orphans)
+    return len(orphans)
+
+
+def _modified(fs, path: str) -> dt.datetime:  # noqa: ANN001 - any fsspec filesystem
+    info = fs.info(path)
+    when = info.get("LastModified") or info.get("mtime") or info.get("created")
+    if isinstance(when, int | float):
+        return dt.datetime.fromtimestamp(when, dt.UTC).replace(tzinfo=None)
+    return when.astimezone(dt.UTC).replace(tzinfo=None) if when.tzinfo else when
+
+
+# ---- staging and quarantine ---------------------------------------------------------------------
+
+
+def run_started(run_id: str) -> dt.datetime | None:
+    """The UTC start of a run, from its id (``20261207T031500Z-ab12cd``)."""
+    try:
+        return dt.datetime.strptime(run_id[:16], "%Y%m%dT%H%M%SZ")
+    except ValueError:
+        return None
+
+
+def prune(lake: str, folder: str, older_than: dt.datetime, ended_only: bool) -> list[str]:
+    """Remove ``<lake>/<folder>/run_id=<run>/`` of runs started before ``older_than`` (with ``ended_only``,
+    only runs whose journal has ended); the run ids removed."""
+    fs, root = filesystem(posixpath.join(lake, folder))
+    if not fs.exists(root):
+        return []
+    removed = []
+    for path in sorted(fs.ls(root, detail=False)):
+        name = posixpath.basename(path.rstrip("/"))
+        run_id = name.removeprefix("run_id=")
+        started = run_started(run_id)
+        if not name.startswith("run_id=") or started is None or started >= older_than:
+            continue
+        if ended_only:
+            state = journal.read_state(posixpath.join(lake, "staging", name))
+            if state is not None and state["state"] not in journal.ENDED:
+                continue
+        fs.rm(path, recursive=True)
+        removed.append(run_id)
+    return removed
+
+
+def maintenance_id(now: dt.datetime) -> str:
+    return f"{MAINTENANCE_PREFIX}{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
