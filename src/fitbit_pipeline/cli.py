@@ -456,6 +456,44 @@ def maintain(
 
 @app.command()
 @_guard
+def forget(
+    participant: Annotated[str, typer.Argument(help="The participant id, as in the tables")],
+    reason: Annotated[str | None, typer.Option(help="Why (kept in pipeline_forgotten)")] = None,
+    lake: LakeOpt = None,
+    warehouse: WarehouseOpt = None,
+    schema: SchemaOpt = None,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for a run holding the lake")] = 0.0,
+) -> None:
+    """Remove a participant who withdrew consent from every table, the lake's snapshots, the staging and the
+    quarantine; later deliveries of the participant's files are skipped.
+
+    Records a salted hash of the id, never the id (pipeline_forgotten). Refuses while a run holds the lake.
+    """
+    from .forget import forget as forgetting
+
+    s = _settings(None, lake, warehouse, schema)
+    target = _existing_warehouse(s, warehouse)
+    report = forgetting(
+        s.lake_uri(),
+        target,
+        participant,
+        s.redshift_schema,
+        reason=reason,
+        lock_timeout_s=wait,
+        valid_day_minutes=s.valid_day_minutes(),
+    )
+    lake_rows, wh_rows = sum(report.lake_rows.values()), sum(report.warehouse_rows.values())
+    console.print(
+        f"Forgotten (recorded as {report.participant_hash[:12]}…): {lake_rows} lake rows in "
+        f"{len(report.lake_rows)} tables, {wh_rows} warehouse rows in {len(report.warehouse_rows)} tables; "
+        f"{report.snapshots_expired} snapshots expired, {report.files_deleted} lake files deleted, the staging of "
+        f"{report.staging_removed} ended runs and {report.quarantine_removed} quarantined files removed. Later "
+        "deliveries of this participant's files are skipped and counted (files_forgotten)."
+    )
+
+
+@app.command()
+@_guard
 def validate(
     source: Annotated[str, typer.Argument(help="Folder or URI to validate")],
     workers: Annotated[int, typer.Option(help="Transform processes (0 = one per core)")] = 0,

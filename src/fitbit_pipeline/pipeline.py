@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from . import faults, gate, lake, schema, verify
 from .errors import safe_message
+from .forgotten import Forgetting
 from .gate import GateLimits, GateResult
 from .lake import Lake, journal
 from .lake.adopt import ADOPTED, adopt_legacy
@@ -50,6 +51,7 @@ STAT_FIELDS = (
     "files_loaded",
     "files_rejected",
     "files_superseded",
+    "files_forgotten",
     "rows_read",
     "rows_loaded",
     "rows_rejected",
@@ -112,6 +114,7 @@ class Plan:
     counts: dict[str, dict[str, int]] = field(default_factory=dict)  # activity -> files_found/new/...
     groups: dict[str, list[SourceDoc]] = field(default_factory=dict)  # activity -> documents to process
     bytes_read: int = 0
+    forgetting: dict[str, Any] | None = None  # the forgotten participants' hashes and salt (Forgetting.as_dict)
 
     @property
     def staging_uri(self) -> str:
@@ -130,6 +133,7 @@ class Plan:
             processed_at=self.started_at,
             limits=limits,
             zones=zones,
+            forgetting=Forgetting.from_dict(self.forgetting),
         )
 
     def save(self) -> None:
@@ -157,6 +161,13 @@ class Plan:
 
 def new_run_id(now: dt.datetime) -> str:
     return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+
+
+def _participant_of(doc: SourceDoc) -> str | None:
+    try:
+        return match(doc.logical_path).participant_id or None
+    except LayoutError:
+        return None
 
 
 def _activity_of(doc: SourceDoc) -> str:
@@ -199,10 +210,15 @@ def plan_run(
     )
     known = wh.known_files()
     retry = wh.files_failed_to_read() | (wh.files_with_rejects() if retry_rejected else set())
+    forgetting = Forgetting.of(lake_uri, wh)
+    plan.forgetting = forgetting.as_dict() if forgetting else None
     for doc in listing.docs:
         activity = _activity_of(doc)
         c = plan.counts.setdefault(activity, Counter())
         c["files_found"] += 1
+        if forgetting and forgetting.forgotten(_participant_of(doc)):
+            c["files_forgotten"] += 1  # a withdrawn participant's file: never read, nothing recorded of it
+            continue
         previous = known.get(doc.source_file)
         if previous == doc.fingerprint and doc.source_file not in retry:
             c["files_unchanged"] += 1
@@ -348,9 +364,12 @@ def recover(lake_: Lake, wh: Warehouse, *, valid_day_minutes: int = 600) -> list
     The first run of this version also adopts a lake and warehouse written by the previous one. The caller has
     made sure of the warehouse's schema (:func:`plan_run`).
     """
+    from .forget import finish_pending
+
     wh.follow_lake(lake_.uri)
     _adopt(lake_, wh)
     _follow_maintenance(lake_, wh)
+    finish_pending(lake_, wh)
     done = []
     for run_id, state in journal.runs_in_progress(lake_.uri):
         plan = Plan.load(lake_.uri, run_id)

@@ -14,7 +14,17 @@ import pyarrow as pa
 from .activities import ACTIVITIES, Activity, Kind
 
 TableKind = Literal[
-    "intraday", "daily", "zones", "wear", "rejects", "findings", "deliveries", "files", "runs", "lake_state"
+    "intraday",
+    "daily",
+    "zones",
+    "wear",
+    "rejects",
+    "findings",
+    "deliveries",
+    "files",
+    "runs",
+    "lake_state",
+    "forgotten",
 ]
 
 TS = pa.timestamp("us")
@@ -189,6 +199,7 @@ PIPELINE_RUNS = Table(
             pa.field("warnings", pa.int64(), False),
             pa.field("duration_s", pa.float64(), False),
             pa.field("message", pa.string(), True),
+            pa.field("files_forgotten", pa.int64(), True),  # of withdrawn participants: skipped, unread
         ]
     ),
 )
@@ -224,6 +235,21 @@ PIPELINE_LAKE_STATE = Table(
     ),
 )
 
+# Consent withdrawals (``fitbit-pipeline forget``): what was removed, without the participant's id.
+PIPELINE_FORGOTTEN = Table(
+    "pipeline_forgotten",
+    "forgotten",
+    pa.schema(
+        [
+            pa.field("participant_hash", pa.string(), False),  # SHA-256 of the lake's salt and the id
+            pa.field("forgotten_at", TS, False),
+            pa.field("reason", pa.string(), True),
+            pa.field("rows_removed", pa.int64(), False),  # lake and warehouse rows, all tables
+            pa.field("tables", pa.string(), False),  # JSON: rows removed per table
+        ]
+    ),
+)
+
 INTRADAY: dict[str, Table] = {a.name: _intraday(a) for a in ACTIVITIES}
 DAILY: dict[str, Table] = {a.name: _daily(a) for a in ACTIVITIES}
 DATA_TABLES: tuple[Table, ...] = (*INTRADAY.values(), *DAILY.values(), HEART_RATE_ZONES)
@@ -235,5 +261,5 @@ STAGED_TABLES: tuple[Table, ...] = (
     PIPELINE_FILES,
     PIPELINE_DELIVERIES,
 )
-ALL_TABLES: tuple[Table, ...] = (*STAGED_TABLES, DAILY_WEAR, PIPELINE_RUNS, PIPELINE_LAKE_STATE)
+ALL_TABLES: tuple[Table, ...] = (*STAGED_TABLES, DAILY_WEAR, PIPELINE_RUNS, PIPELINE_LAKE_STATE, PIPELINE_FORGOTTEN)
 BY_NAME: dict[str, Table] = {t.name: t for t in ALL_TABLES}

@@ -30,6 +30,7 @@ from . import activities, lifeline, schema
 from .account_export.reader import parse_account_export
 from .fitabase.bundles import slice_id
 from .fitabase.reader import parse_export
+from .forgotten import Forgetting
 from .google_health.reader import parse_delivery
 from .layouts import LayoutError, PathInfo, match
 from .limits import DEFAULT_LIMITS, Limits
@@ -55,6 +56,7 @@ class RunContext:
     processed_at: dt.datetime
     limits: Limits = DEFAULT_LIMITS
     zones: ZoneMap | None = None  # participant time zones; None or empty: ts_utc stays null
+    forgetting: Forgetting | None = None  # withdrawn participants: their slices of whole exports are dropped
 
 
 @dataclass
@@ -396,6 +398,9 @@ class _Staged:
             for empty in read.empty:
                 self.skipped(replace(by_path[empty], rule_id="no_data_file", error="the file holds no measurements"))
         for s in read.slices:
+            if ctx.forgetting and ctx.forgetting.forgotten(s.participant):
+                self.result.statuses["forgotten"] += 1  # a withdrawn participant's day: nothing of it is kept
+                continue
             piece = replace(doc, source_file=slice_id(doc.source_file, s.participant, s.date), size=0)
             info = {"participant_id": s.participant, "activity": activity.name, "date": s.date}
             if s.rejected is not None:
@@ -520,8 +525,35 @@ _PARQUET_OPTIONS: dict[str, Any] = {
 }
 
 
+def _used_dictionaries(table: pa.Table) -> pa.Table:
+    """``table`` with each dictionary column's dictionary cut to the values its rows use: a chunk's dictionary
+    holds every participant and file of the chunk, and Parquet stores it as it is, so a day's file would name
+    participants (and files) it holds no row of."""
+    for i, f in enumerate(table.schema):
+        if not pa.types.is_dictionary(f.type) or not table.num_rows:
+            continue
+        column = table.column(i).unify_dictionaries()
+        dictionary = column.chunks[0].dictionary
+        indices = [c.indices.fill_null(0).to_numpy(zero_copy_only=False) for c in column.chunks]
+        nulls = [c.is_null().to_numpy(zero_copy_only=False) if c.null_count else None for c in column.chunks]
+        used = np.zeros(len(dictionary), dtype=bool)
+        for idx, null in zip(indices, nulls, strict=True):
+            used[idx if null is None else idx[~null]] = True
+        if used.all():
+            continue
+        remap = np.cumsum(used, dtype=np.int32) - 1
+        kept = dictionary.take(pa.array(np.flatnonzero(used)))
+        chunks = [
+            pa.DictionaryArray.from_arrays(pa.array(remap[idx], f.type.index_type, mask=null), kept)
+            for idx, null in zip(indices, nulls, strict=True)
+        ]
+        table = table.set_column(i, f, pa.chunked_array(chunks, f.type))
+    return table
+
+
 def write_parquet(table: pa.Table, uri: str) -> None:
     """Write one Parquet file (zstd), creating parent folders."""
+    table = _used_dictionaries(table)
     fs, path = filesystem(uri)
     fs.makedirs(posixpath.dirname(path), exist_ok=True)
     names = set(table.schema.names)

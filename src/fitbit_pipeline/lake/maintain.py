@@ -155,19 +155,14 @@ def _read(path: str, t: schema.Table) -> pa.Table:
 def expire(table: IcebergTable, older_than: dt.datetime) -> int:
     """Expire the snapshots of ``table`` older than ``older_than`` (never the current or a tagged one)."""
     cutoff_ms = int(older_than.timestamp() * 1000)
-    current = table.current_snapshot()
-    protected = {ref.snapshot_id for ref in table.metadata.refs.values()}
-    doomed = [
-        s.snapshot_id
-        for s in table.snapshots()
-        if s.timestamp_ms < cutoff_ms and s.snapshot_id not in protected and s is not current
-    ]
+    protected = {ref.snapshot_id for ref in table.metadata.refs.values()}  # the current one, and tags
+    doomed = [s.snapshot_id for s in table.snapshots() if s.timestamp_ms < cutoff_ms and s.snapshot_id not in protected]
     if doomed:
         table.maintenance.expire_snapshots().by_ids(doomed).commit()
     return len(doomed)
 
 
-def _referenced(table: IcebergTable) -> set[str]:
+def referenced_files(table: IcebergTable) -> set[str]:
     """Every file the table's metadata references: kept metadata files, and of each remaining snapshot its
     manifest list, manifests and data files."""
     keep = {table.metadata_location, *(entry.metadata_file for entry in table.metadata.metadata_log)}
@@ -189,7 +184,7 @@ def _stored(table: IcebergTable) -> list[str]:
 
 def remove_orphans(table: IcebergTable, now: dt.datetime) -> int:
     """Delete the files below the table's location that nothing references; how many."""
-    referenced = _referenced(table)
+    referenced = referenced_files(table)
     fs, root = filesystem(table.location())
     orphans = [p for p in _stored(table) if p not in referenced and p.endswith(_TABLE_FILES)]
     if not is_local(table.location()):

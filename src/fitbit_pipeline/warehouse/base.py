@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -291,6 +292,43 @@ class Warehouse(abc.ABC):
             if self.follows_lake_by_views():
                 self.refresh_views(lake.files)
             self._record_lake_state(lake, lake.run_id)
+
+    def forgotten(self) -> set[str]:
+        """The hashes of the participants forgotten (their files are skipped when delivered again)."""
+        table = self.names.q(schema.PIPELINE_FORGOTTEN.name)
+        return {str(h) for (h,) in self.query(f"SELECT DISTINCT participant_hash FROM {table}")}
+
+    def forget(
+        self, participant: str, lake: LakeApply, audit: dict[str, Any], lake_rows: dict[str, int]
+    ) -> dict[str, int]:
+        """Remove every row of ``participant`` from every table holding participants, the data tables following
+        the lake that no longer holds them, empty the ``stg_`` tables (the last run's staging, whose files are
+        removed too), and record ``audit`` (no id), in one transaction; the rows removed per table (the lake's
+        rows of a table that is a view over it)."""
+        removed: dict[str, int] = {}
+        views = self.follows_lake_by_views()
+        with self.transaction():
+            if views:
+                self.refresh_views(lake.files)
+            self.load_staging({})
+            for t in schema.ALL_TABLES:
+                if "participant_id" in t.columns and not (views and t.data):
+                    gone = self.execute(f"DELETE FROM {self.names.q(t.name)} WHERE participant_id = ?", [participant])
+                    if gone > 0:
+                        removed[t.name] = gone
+            if views:
+                removed.update({name: n for name, n in lake_rows.items() if n})
+            total = sum(removed.values())
+            if total or not self.query(
+                f"SELECT 1 FROM {self.names.q(schema.PIPELINE_FORGOTTEN.name)} WHERE participant_hash = ?",
+                [audit["participant_hash"]],
+            ):
+                row = {**audit, "rows_removed": total, "tables": json.dumps(removed, sort_keys=True)}
+                values = [row[c] for c in schema.PIPELINE_FORGOTTEN.columns]
+                self.execute(self.names.insert_values(schema.PIPELINE_FORGOTTEN, 1), values)
+            self._record_lake_state(lake, lake.run_id)
+            faults.point("forget-before-commit")
+        return removed
 
     def _record_lake_state(self, lake: LakeApply, run_id: str) -> None:
         """The snapshots this warehouse now holds (inside the caller's transaction)."""

@@ -1,0 +1,207 @@
+"""``fitbit-pipeline forget``: a participant who withdraws consent removed from the lake, the warehouse, the
+quarantine and the kept staging, provably, and kept out of later runs.
+
+Under the run lock, after recovering any interrupted run:
+
+1. a journal ``<lake>/_forget/<hash>.json`` records the pending withdrawal (the id is needed to finish it; the
+   file goes when it is done, and every run's recovery finishes a pending one first);
+2. the lake: each data table's participant-days of the participant give way to nothing (one snapshot per
+   table, run id ``forget-…``: files holding only them dropped, the others rewritten without them);
+3. the warehouse, in one transaction: every table with a ``participant_id`` (data, ledger, deliveries,
+   rejects, findings, wear, and the ``stg_`` tables) loses the participant's rows, the DuckDB views follow the
+   lake, and ``pipeline_forgotten`` records a salted hash of the id, the time, the reason and the rows removed
+   per table, never the id;
+4. the lake's older snapshots are expired (tagged ones kept) and the files they alone referenced deleted;
+   the staging of ended runs is removed (it holds rows of every participant of its run) and so is every
+   quarantined raw file that contains the id.
+
+The hash is SHA-256 of a random salt kept in the lake (``<lake>/_forget_salt``) and the id: a later run skips
+(and counts) a delivered file whose participant's hash is recorded, without the id being stored anywhere.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import posixpath
+import secrets
+import uuid
+from dataclasses import dataclass, field
+
+from . import faults, lake, schema
+from .forgotten import SALT_FILE, participant_hash, read_salt
+from .lake import Lake, journal
+from .lake.commit import replace_keys
+from .lake.maintain import expire, referenced_files, remove_orphans
+from .sources import filesystem
+from .warehouse import LakeApply, Warehouse, open_warehouse
+
+log = logging.getLogger(__name__)
+PENDING = "_forget"
+FORGET_PREFIX = "forget-"
+
+
+@dataclass
+class ForgetReport:
+    participant_hash: str
+    lake_rows: dict[str, int] = field(default_factory=dict)
+    warehouse_rows: dict[str, int] = field(default_factory=dict)
+    snapshots_expired: int = 0
+    files_deleted: int = 0
+    staging_removed: int = 0
+    quarantine_removed: int = 0
+
+
+def _salt(lake_uri: str) -> bytes:
+    """The lake's salt, made on its first withdrawal."""
+    salt = read_salt(lake_uri)
+    if salt is None:
+        salt = secrets.token_bytes(32)
+        fs, path = filesystem(posixpath.join(lake_uri, SALT_FILE))
+        fs.makedirs(posixpath.dirname(path), exist_ok=True)
+        with fs.open(path, "wb") as fh:
+            fh.write(salt.hex().encode())
+    return salt
+
+
+def forget(
+    lake_uri: str,
+    warehouse: str,
+    participant: str,
+    schema_name: str = "rural",
+    *,
+    reason: str | None = None,
+    lock_timeout_s: float | None = 0.0,
+    valid_day_minutes: int = 600,
+) -> ForgetReport:
+    """Remove ``participant`` everywhere (see the module's description); what was removed."""
+    from .pipeline import open_lake, recover
+
+    participant = participant.strip()
+    if not participant:
+        raise ValueError("no participant id given")
+    with lake.lake_lock(lake_uri, lock_timeout_s), open_warehouse(warehouse, schema_name) as wh:
+        wh.ensure_schema()
+        the_lake = open_lake(lake_uri, schema_name)
+        recover(the_lake, wh, valid_day_minutes=valid_day_minutes)
+        digest = participant_hash(_salt(lake_uri), participant)
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        _write_pending(lake_uri, digest, {"participant": participant, "reason": reason, "at": now.isoformat()})
+        report = complete(the_lake, wh, participant, digest, reason, now)
+    return report
+
+
+def complete(
+    the_lake: Lake, wh: Warehouse, participant: str, digest: str, reason: str | None, now: dt.datetime
+) -> ForgetReport:
+    """Steps 2 to 4 (idempotent: a pending withdrawal interrupted anywhere is finished by running them again)."""
+    report = ForgetReport(digest)
+    op = f"{FORGET_PREFIX}{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+    before = {name: referenced_files(table) for name, table in the_lake.tables.items()}
+    for t in schema.DATA_TABLES:
+        table = the_lake.tables[t.name]
+        keys, rows = _participant_days(table, participant)
+        if keys:
+            replace_keys(table, t, op, keys, [], 0)
+            report.lake_rows[t.name] = rows
+    the_lake.refresh()
+    faults.point("forget-lake-done")
+    audit = {"participant_hash": digest, "forgotten_at": now, "reason": reason}
+    apply = LakeApply(op, the_lake.snapshots(), {}, the_lake.files())
+    report.warehouse_rows = wh.forget(participant, apply, audit, report.lake_rows)
+    for table in the_lake.tables.values():  # every snapshot but the current (and tagged ones)
+        report.snapshots_expired += expire(table, dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(1))
+    the_lake.refresh()
+    for name, table in the_lake.tables.items():
+        gone = sorted(before[name] - referenced_files(table))  # committed once: no run can still need them
+        if gone:
+            fs, _ = filesystem(table.location())
+            fs.rm(gone)
+            report.files_deleted += len(gone)
+        report.files_deleted += remove_orphans(table, now)  # what an interrupted attempt left
+    report.staging_removed = _drop_ended_staging(the_lake.uri)
+    report.quarantine_removed = _drop_quarantined(the_lake.uri, participant)
+    _remove_pending(the_lake.uri, digest)
+    return report
+
+
+def _participant_days(table, participant: str) -> tuple[set[tuple[str, int]], int]:  # noqa: ANN001 - an Iceberg table
+    from pyiceberg.expressions import EqualTo
+
+    if table.current_snapshot() is None:
+        return set(), 0
+    rows = table.scan(row_filter=EqualTo("participant_id", participant), selected_fields=("participant_id", "date"))
+    data = rows.to_arrow()
+    days = data["date"].cast("int32").to_pylist()
+    return {(participant, d) for d in days}, data.num_rows
+
+
+def _drop_ended_staging(lake_uri: str) -> int:
+    fs, root = filesystem(posixpath.join(lake_uri, "staging"))
+    if not fs.exists(root):
+        return 0
+    n = 0
+    for path in fs.ls(root, detail=False):
+        name = posixpath.basename(path.rstrip("/"))
+        state = journal.read_state(posixpath.join(lake_uri, "staging", name))
+        if name.startswith("run_id=") and (state is None or state["state"] in journal.ENDED):
+            fs.rm(path, recursive=True)
+            n += 1
+    return n
+
+
+def _drop_quarantined(lake_uri: str, participant: str) -> int:
+    """Quarantined raw files whose bytes contain the id."""
+    fs, root = filesystem(posixpath.join(lake_uri, "quarantine"))
+    if not fs.exists(root):
+        return 0
+    needle = participant.encode()
+    doomed = []
+    for path in fs.find(root):
+        with fs.open(path, "rb") as fh:
+            if needle in fh.read():
+                doomed.append(path)
+    if doomed:
+        fs.rm(doomed)
+    return len(doomed)
+
+
+# ---- the journal of pending withdrawals -----------------------------------------------------------
+
+
+def _write_pending(lake_uri: str, digest: str, data: dict[str, object]) -> None:
+    fs, path = filesystem(posixpath.join(lake_uri, PENDING, f"{digest}.json"))
+    fs.makedirs(posixpath.dirname(path), exist_ok=True)
+    with fs.open(path, "wb") as fh:
+        fh.write(json.dumps(data).encode())
+
+
+def _remove_pending(lake_uri: str, digest: str) -> None:
+    fs, path = filesystem(posixpath.join(lake_uri, PENDING, f"{digest}.json"))
+    if fs.exists(path):
+        fs.rm(path)
+
+
+def pending(lake_uri: str) -> list[tuple[str, dict[str, object]]]:
+    """``(hash, journal)`` of every withdrawal that was interrupted."""
+    fs, root = filesystem(posixpath.join(lake_uri, PENDING))
+    if not fs.exists(root):
+        return []
+    out = []
+    for path in sorted(fs.find(root)):
+        if path.endswith(".json"):
+            with fs.open(path, "rb") as fh:
+                out.append((posixpath.basename(path)[: -len(".json")], json.loads(fh.read())))
+    return out
+
+
+def finish_pending(the_lake: Lake, wh: Warehouse) -> int:
+    """Finish every interrupted withdrawal (called by every run's recovery); how many."""
+    done = 0
+    for digest, data in pending(the_lake.uri):
+        log.warning("a withdrawal was interrupted: finishing it")
+        at = dt.datetime.fromisoformat(str(data["at"]))
+        complete(the_lake, wh, str(data["participant"]), digest, data.get("reason"), at)  # type: ignore[arg-type]
+        done += 1
+    return done
