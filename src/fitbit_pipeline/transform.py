@@ -525,17 +525,27 @@ _PARQUET_OPTIONS: dict[str, Any] = {
 }
 
 
+_NAMING = ("participant_id", "source_file")  # the dictionary columns whose values name participants
+
+
 def _used_dictionaries(table: pa.Table) -> pa.Table:
     """``table`` with each dictionary column's dictionary cut to the values its rows use: a chunk's dictionary
     holds every participant and file of the chunk, and Parquet stores it as it is, so a day's file would name
     participants (and files) it holds no row of."""
     for i, f in enumerate(table.schema):
-        if not pa.types.is_dictionary(f.type) or not table.num_rows:
+        if f.name not in _NAMING or not pa.types.is_dictionary(f.type) or not table.num_rows:
             continue
-        column = table.column(i).unify_dictionaries()
+        column = table.column(i)
+        if column.num_chunks > 1:
+            column = column.unify_dictionaries()
         dictionary = column.chunks[0].dictionary
-        indices = [c.indices.fill_null(0).to_numpy(zero_copy_only=False) for c in column.chunks]
+        if len(dictionary) <= 1:
+            continue
         nulls = [c.is_null().to_numpy(zero_copy_only=False) if c.null_count else None for c in column.chunks]
+        indices = [
+            (c.indices if null is None else c.indices.fill_null(0)).to_numpy(zero_copy_only=False)
+            for c, null in zip(column.chunks, nulls, strict=True)
+        ]
         used = np.zeros(len(dictionary), dtype=bool)
         for idx, null in zip(indices, nulls, strict=True):
             used[idx if null is None else idx[~null]] = True
