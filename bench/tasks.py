@@ -137,6 +137,71 @@ def task_weekly(
     return out
 
 
+_QUERY = (  # an analysis over the whole history: daily steps and wear hours per participant
+    "SELECT s.participant_id, s.date, SUM(s.value) AS steps, ANY_VALUE(w.hours_with_data) AS wear_hours "
+    "FROM rural.intraday_steps s LEFT JOIN rural.daily_wear w USING (participant_id, date) GROUP BY ALL"
+)
+
+
+def _query_s(warehouse: str) -> float:
+    import duckdb
+
+    con = duckdb.connect(warehouse, read_only=True)
+    try:
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            con.execute(_QUERY).fetchall()
+            best = min(best, time.perf_counter() - t0)
+        return best
+    finally:
+        con.close()
+
+
+def task_maintain(source: str, work: str, workers: int, history: int, skip: bool = False) -> dict:
+    """``history`` weekly exports and the scattered re-delivery loaded (many small files, a snapshot per run),
+    then ``maintain`` timed (every snapshot but the current expired), with the lake before and after, the
+    analysis query before and after, and the next weekly run after it (``skip``: the same without maintenance,
+    the reference)."""
+    from fitbit_pipeline.lake.maintain import Retention
+    from fitbit_pipeline.maintenance import maintain
+
+    inbox = os.path.join(work, "source")
+    os.makedirs(inbox)
+    lake, warehouse = os.path.join(work, "lake"), os.path.join(work, "warehouse.duckdb")
+    for week in range(history):
+        _linked(source, f"week-{week:02d}", inbox)
+        _timed_run(inbox, work, workers)
+    _linked(source, "scattered", inbox)
+    _timed_run(inbox, work, workers)
+    query_before = _query_s(warehouse)
+    t0 = time.perf_counter()
+    report = maintain(
+        lake,
+        warehouse,
+        retention=Retention(snapshot_days=0 if not skip else 36500, compact_target_bytes=0 if skip else 64 << 20),
+    )
+    seconds = time.perf_counter() - t0
+    query_after = _query_s(warehouse)
+    _linked(source, f"week-{history:02d}", inbox)
+    after = _timed_run(inbox, work, workers)
+
+    def total(states: dict, key: str) -> int:
+        return sum(getattr(v, key) for v in states.values())
+
+    keys = ("data_files", "data_bytes", "snapshots", "stored_files")
+    return {
+        "seconds": seconds,
+        "before": {k: total(report.before, k) for k in keys},
+        "after": {k: total(report.after, k) for k in keys},
+        "compacted_files": sum(report.compacted.values()),
+        "query_before_s": query_before,
+        "query_after_s": query_after,
+        "next_week_s": after["seconds"],
+        "rows": 0,
+    }
+
+
 def task_transform(source: str, work: str, workers: int, zone: str | None = None) -> dict:
     from fitbit_pipeline.sources import list_documents
     from fitbit_pipeline.timezones import ZoneMap
@@ -341,12 +406,12 @@ def task_naive(source: str, work: str, workers: int) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("task", choices=["run", "transform", "duckdb", "pg-copy", "naive", "weekly"])
+    p.add_argument("task", choices=["run", "transform", "duckdb", "pg-copy", "naive", "weekly", "maintain"])
     p.add_argument("--source", required=True)
     p.add_argument("--work", required=True)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--again", action="store_true", help="run: time a second run with nothing new")
-    p.add_argument("--history", type=int, default=0, help="weekly: exports loaded before the timed one")
+    p.add_argument("--history", type=int, default=0, help="weekly, maintain: exports loaded before the timed one")
     p.add_argument("--scattered", action="store_true", help="weekly: also time the scattered re-delivery")
     p.add_argument("--timed", type=int, help="weekly: the export timed (default: the one after the history)")
     p.add_argument("--variant", choices=["csv", "binary", "adbc"], default="csv", help="pg-copy: how the rows are sent")
@@ -355,6 +420,7 @@ def main() -> None:
         "--postgres", help="run, pg-copy, weekly: a PostgreSQL server URL (each task makes its own database)"
     )
     p.add_argument("--zone", help="transform: the participants' time zone (account exports)")
+    p.add_argument("--no-maintain", action="store_true", help="maintain: nothing compacted or expired (reference)")
     a = p.parse_args()
     shutil.rmtree(a.work, ignore_errors=True)
     os.makedirs(a.work)
@@ -366,6 +432,8 @@ def main() -> None:
         result = task_pg_copy(source, a.work, a.workers, server, a.variant, a.indexed)
     elif a.task == "weekly":
         result = task_weekly(source, a.work, a.workers, a.history, a.scattered, a.postgres, a.timed)
+    elif a.task == "maintain":
+        result = task_maintain(source, a.work, a.workers, a.history or 8, a.no_maintain)
     elif a.task == "transform":
         result = task_transform(source, a.work, a.workers, a.zone)
     else:
