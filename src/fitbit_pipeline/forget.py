@@ -29,13 +29,13 @@ import secrets
 import uuid
 from dataclasses import dataclass, field
 
-from . import faults, lake, schema
+from . import faults, schema
 from .forgotten import SALT_FILE, participant_hash, read_salt
-from .lake import Lake, journal
+from .lake import Lake
 from .lake.commit import replace_keys
-from .lake.maintain import expire, referenced_files, remove_orphans
+from .lake.maintain import expire, prune, referenced_files, remove_orphans
 from .sources import filesystem
-from .warehouse import LakeApply, Warehouse, open_warehouse
+from .warehouse import LakeApply, Warehouse
 
 log = logging.getLogger(__name__)
 PENDING = "_forget"
@@ -76,15 +76,15 @@ def forget(
     valid_day_minutes: int = 600,
 ) -> ForgetReport:
     """Remove ``participant`` everywhere (see the module's description); what was removed."""
-    from .pipeline import open_lake, recover
+    from .pipeline import held_lake
 
     participant = participant.strip()
     if not participant:
         raise ValueError("no participant id given")
-    with lake.lake_lock(lake_uri, lock_timeout_s), open_warehouse(warehouse, schema_name) as wh:
-        wh.ensure_schema()
-        the_lake = open_lake(lake_uri, schema_name)
-        recover(the_lake, wh, valid_day_minutes=valid_day_minutes)
+    held = held_lake(
+        lake_uri, warehouse, schema_name, lock_timeout_s=lock_timeout_s, valid_day_minutes=valid_day_minutes
+    )
+    with held as (the_lake, wh):
         digest = participant_hash(_salt(lake_uri), participant)
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         _write_pending(lake_uri, digest, {"participant": participant, "reason": reason, "at": now.isoformat()})
@@ -120,7 +120,7 @@ def complete(
             fs.rm(gone)
             report.files_deleted += len(gone)
         report.files_deleted += remove_orphans(table, now)  # what an interrupted attempt left
-    report.staging_removed = _drop_ended_staging(the_lake.uri)
+    report.staging_removed = len(prune(the_lake.uri, "staging", dt.datetime.max, ended_only=True))
     report.quarantine_removed = _drop_quarantined(the_lake.uri, participant)
     _remove_pending(the_lake.uri, digest)
     return report
@@ -135,20 +135,6 @@ def _participant_days(table, participant: str) -> tuple[set[tuple[str, int]], in
     data = rows.to_arrow()
     days = data["date"].cast("int32").to_pylist()
     return {(participant, d) for d in days}, data.num_rows
-
-
-def _drop_ended_staging(lake_uri: str) -> int:
-    fs, root = filesystem(posixpath.join(lake_uri, "staging"))
-    if not fs.exists(root):
-        return 0
-    n = 0
-    for path in fs.ls(root, detail=False):
-        name = posixpath.basename(path.rstrip("/"))
-        state = journal.read_state(posixpath.join(lake_uri, "staging", name))
-        if name.startswith("run_id=") and (state is None or state["state"] in journal.ENDED):
-            fs.rm(path, recursive=True)
-            n += 1
-    return n
 
 
 def _drop_quarantined(lake_uri: str, participant: str) -> int:

@@ -11,9 +11,8 @@ the lake and the warehouse agreeing once the next run or maintenance has recover
 from __future__ import annotations
 
 import datetime as dt
-import logging
 
-from . import faults, lake, schema
+from . import faults, schema
 from .lake.maintain import (
     MaintenanceReport,
     Retention,
@@ -24,10 +23,8 @@ from .lake.maintain import (
     remove_orphans,
     table_state,
 )
-from .pipeline import open_lake, recover
-from .warehouse import LakeApply, open_warehouse
-
-log = logging.getLogger(__name__)
+from .pipeline import held_lake
+from .warehouse import LakeApply
 
 
 def maintain(
@@ -43,12 +40,10 @@ def maintain(
     """Compact, expire, remove unreferenced files and prune old staging and quarantine; what it found and did."""
     keep = retention or Retention()
     now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    with lake.lake_lock(lake_uri, lock_timeout_s), open_warehouse(warehouse, schema_name) as wh:
-        wh.ensure_schema()
-        the_lake = open_lake(lake_uri, schema_name)
-        recovered = recover(the_lake, wh, valid_day_minutes=valid_day_minutes)
-        if recovered:
-            log.warning("maintenance first completed %d interrupted run(s)", len(recovered))
+    held = held_lake(
+        lake_uri, warehouse, schema_name, lock_timeout_s=lock_timeout_s, valid_day_minutes=valid_day_minutes
+    )
+    with held as (the_lake, wh):  # an interrupted run is completed first (recovery says so in the log)
         report = MaintenanceReport(before={name: table_state(t) for name, t in the_lake.tables.items()})
         op = maintenance_id(now)
         for t in schema.DATA_TABLES:

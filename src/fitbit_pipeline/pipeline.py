@@ -413,6 +413,19 @@ def _adopt(lake_: Lake, wh: Warehouse) -> None:
     wh.adopt_lake(LakeApply(ADOPTED, lake_.snapshots(), {}, lake_.files()))
 
 
+@contextmanager
+def held_lake(
+    lake_uri: str, warehouse: str, schema_name: str, *, lock_timeout_s: float | None, valid_day_minutes: int
+) -> Iterator[tuple[Lake, Warehouse]]:
+    """The lake under the run lock and its warehouse, once any interrupted run is recovered (where ``maintain``
+    and ``forget`` work)."""
+    with lake.lake_lock(lake_uri, lock_timeout_s), open_warehouse(warehouse, schema_name) as wh:
+        wh.ensure_schema()
+        the_lake = open_lake(lake_uri, schema_name)
+        recover(the_lake, wh, valid_day_minutes=valid_day_minutes)
+        yield the_lake, wh
+
+
 def _follow_maintenance(lake_: Lake, wh: Warehouse) -> None:
     """A maintenance interrupted between its lake commit and the warehouse's transaction: the warehouse follows
     the compacted tables (same rows, other files) before anything else reads or removes a file."""

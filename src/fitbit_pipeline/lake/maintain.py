@@ -1,5 +1,5 @@
 """Lake maintenance: small data files compacted, old snapshots expired, unreferenced files removed, old staging
-and quarantine pruned. The caller holds the lake (no run in progress, see :func:`fitbit_pipeline.pipeline.maintain`).
+and quarantine pruned. The caller holds the lake (no run in progress, see :mod:`fitbit_pipeline.maintenance`).
 
 - **Compaction**: in each partition (an intraday table's day; the whole of a small table) the data files
   below ``target_bytes`` are rewritten as few files of about that size, sorted by participant and time, in one
@@ -31,6 +31,7 @@ from pyiceberg.table import Table as IcebergTable
 
 from .. import schema
 from ..sources import filesystem, is_local
+from ..transform import write_parquet
 from . import journal
 from .commit import Describer, data_path, swap_files
 from .snapshot import MAINTENANCE_PREFIX, data_files
@@ -61,9 +62,6 @@ class TableState:
     data_bytes: int
     snapshots: int
     stored_files: int
-
-    def as_dict(self) -> dict[str, int]:
-        return dict(vars(self))
 
 
 @dataclass
@@ -116,8 +114,6 @@ def compact(table: IcebergTable, t: schema.Table, op_id: str, target_bytes: int 
             days = rows["date"].unique()
             day = days[0].as_py() if len(days) == 1 else None
             target = data_path(table, t, f"{op_id}-compact-{uuid.uuid4().hex[:12]}.parquet", day)
-            from ..transform import write_parquet
-
             write_parquet(rows, target)
             removed += batch
             added.append(describe(target))
