@@ -9,7 +9,7 @@ import duckdb
 from fitbit_pipeline import schema
 from fitbit_pipeline.derived_sql import derived_statements
 from fitbit_pipeline.sql import Names, placeholders
-from fitbit_pipeline.warehouse.duckdb_backend import CONFIG, _select_parquet
+from fitbit_pipeline.warehouse.duckdb_backend import CONFIG, select_parquet
 
 DAYS, ROWS_A_DAY = 60, 100_000  # 100 participants x 60 days x 1000 samples: far above the limit as a hash table
 LIMIT = "24MB"  # the 6 M heart rows as a hash table far exceed it (the anti-join of an earlier version ran out)
@@ -33,7 +33,7 @@ def test_derived_tables_of_a_scattered_redelivery_stay_within_the_memory_limit(t
             [day, day],
         )
     con.execute(f"DROP TABLE {names.q(heart.name)}")
-    con.execute(f"CREATE VIEW {names.q(heart.name)} AS {_select_parquet(heart, files)}")
+    con.execute(f"CREATE VIEW {names.q(heart.name)} AS {select_parquet(heart, files)}")
     # the run re-delivered one day of each participant, spread over the 60 days; one day has steps, no heart
     winners = [(f"P{p}", f"2024-01-{1 + p % 28:02d}") for p in range(100)] + [("P-gone", "2024-02-29")]
     con.execute(

@@ -168,6 +168,37 @@ def test_maintenance_compacts_an_s3_lake_and_keeps_recent_unreferenced_objects(s
     assert s3.run().status == "nothing-new"
 
 
+def test_a_release_of_an_s3_lake_reads_and_exports_as_it_was_after_later_runs(s3, tmp_path) -> None:
+    """A release of an object-store lake (tags in the catalog, frozen tables as objects) is read by the report's
+    view and exported to another S3 prefix with the rows of its day, after a corrected re-delivery moved main."""
+    from fitbit_pipeline import releases, schema
+    from fitbit_pipeline.release_export import export
+    from fitbit_pipeline.verify import content_checksum
+
+    truth = generate(tmp_path / "gen", participants=2, days=2, seed=9)
+    s3.put_tree(tmp_path / "gen")
+    s3.run()
+    frozen = s3.sql("SELECT * FROM rural.intraday_steps ORDER BY ALL")
+    made = releases.create(s3.lake_uri, s3.warehouse, "on-s3", note="object store")
+    pid, day = truth.days[0].participant_id, min(d.date for d in truth.days)
+    changed = (tmp_path / "gen" / pid / day.isoformat() / "steps.json").read_bytes()
+    s3.put(f"{pid}/{day.isoformat()}/steps.json", changed.replace(b'"value":0', b'"value":1', 3))
+    assert s3.run().status == "succeeded"
+    assert s3.sql("SELECT * FROM rural.intraday_steps ORDER BY ALL") != frozen
+
+    with releases.release_warehouse(s3.lake_uri, s3.warehouse, "on-s3") as view:
+        assert view.query("SELECT * FROM rural.intraday_steps ORDER BY ALL") == frozen
+    target = s3.lake_uri.replace("/fitbit", "/exports/on-s3")
+    manifest = export(s3.lake_uri, s3.warehouse, "on-s3", target)
+    fs = s3fs.S3FileSystem()
+    with fs.open(f"{target}/intraday_steps.parquet", "rb") as fh:
+        exported = pq.read_table(fh)
+    assert exported.num_rows == len(frozen) == manifest["tables"]["intraday_steps"]["rows"]
+    steps = schema.INTRADAY["steps"]
+    entry = made.tables["intraday_steps"]
+    assert content_checksum([f"{target}/intraday_steps.parquet"], steps) == (entry.row_count, entry.checksum)
+
+
 def test_faults_on_the_wire_still_load_every_object_exactly_once(s3, tmp_path, moto_port, monkeypatch) -> None:
     truth = generate(tmp_path / "gen", participants=2, days=2, seed=8)
     s3.put_tree(tmp_path / "gen")

@@ -9,7 +9,7 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from typing import Annotated, ParamSpec
+from typing import Annotated, Any, ParamSpec
 
 import click
 import typer
@@ -463,6 +463,9 @@ def forget(
     warehouse: WarehouseOpt = None,
     schema: SchemaOpt = None,
     wait: Annotated[float, typer.Option(help="Seconds to wait for a run holding the lake")] = 0.0,
+    include_releases: Annotated[
+        bool, typer.Option(help="Rewrite the releases holding the participant too (default: keep them, listed)")
+    ] = False,
 ) -> None:
     """Remove a participant who withdrew consent from every table, the lake's snapshots, the staging and the
     quarantine; later deliveries of the participant's files are skipped.
@@ -479,6 +482,7 @@ def forget(
         participant,
         s.redshift_schema,
         reason=reason,
+        include_releases=include_releases,
         lock_timeout_s=wait,
         valid_day_minutes=s.valid_day_minutes(),
     )
@@ -490,6 +494,13 @@ def forget(
         f"{report.staging_removed} ended runs and {report.quarantine_removed} quarantined files removed. Later "
         "deliveries of this participant's files are skipped and counted (files_forgotten)."
     )
+    if report.releases_rewritten:
+        console.print(f"Releases rewritten without the participant: {', '.join(report.releases_rewritten)}.")
+    if report.releases_kept:
+        console.print(
+            f"[yellow]Releases kept as they are, still holding the participant:[/yellow] "
+            f"{', '.join(report.releases_kept)} (`forget --include-releases` rewrites them)."
+        )
 
 
 @app.command()
@@ -553,22 +564,35 @@ def report(
     end: Annotated[str | None, typer.Option("--to", help="Last day, YYYY-MM-DD (default: latest data)")] = None,
     warehouse: WarehouseOpt = None,
     schema: SchemaOpt = None,
+    release: Annotated[str | None, typer.Option("--release", help="Report on a release's frozen data")] = None,
+    lake: LakeOpt = None,
     notify: Annotated[bool, typer.Option(help="Alert the notification channels about silent participants")] = True,
 ) -> None:
     """Write the compliance report: wear heat map, valid days, silent participants, rejects, runs."""
     from . import report as reporting
+    from .releases import release_warehouse
     from .warehouse import open_warehouse
 
-    s = _settings(None, None, warehouse, schema)
-    with open_warehouse(_existing_warehouse(s, warehouse), s.redshift_schema) as wh:
-        wh.ensure_schema()
+    s = _settings(None, lake, warehouse, schema)
+    target = _existing_warehouse(s, warehouse)
+    if release:
+        opened = release_warehouse(s.lake_uri(), target, release, s.redshift_schema)
+    else:
+        opened = open_warehouse(target, s.redshift_schema)
+    with opened as wh:
+        if not release:
+            wh.ensure_schema()
         last = dt.date.fromisoformat(end) if end else reporting.latest_data_day(wh)
         if last is None:
             err.print("The warehouse holds no data yet: run `fitbit-pipeline run` first.")
             raise typer.Exit(1)
         first = dt.date.fromisoformat(start) if start else last - dt.timedelta(days=6)
         data = reporting.build(
-            wh, first, last, rules=reporting.SilentRules(s.fitbit_silent_after_days, s.fitbit_wear_drop_ratio)
+            wh,
+            first,
+            last,
+            rules=reporting.SilentRules(s.fitbit_silent_after_days, s.fitbit_wear_drop_ratio),
+            release=release,
         )
     try:
         reporting.write(data, out)
@@ -581,7 +605,7 @@ def report(
             + ", ".join(escape(p.participant_id) for p in data.silent)
         )
         alert = reporting.silent_alert(data)
-        if notify and alert:
+        if notify and alert and not release:  # a release is history: nobody to contact about it
             Notifier(s.notify_config()).send(alert)
 
 
@@ -727,6 +751,131 @@ def collect(
     code = gh.exit_status(results)
     if code:
         raise typer.Exit(code)
+
+
+release_app = typer.Typer(no_args_is_help=True, help="Frozen data releases: the data of a paper, readable years later.")
+app.add_typer(release_app, name="release")
+ReleaseName = Annotated[str, typer.Argument(help="The release's name (letters, digits, '.', '_', '-')")]
+
+
+@release_app.command("create")
+@_guard
+def release_create(
+    name: ReleaseName,
+    note: Annotated[str | None, typer.Option(help="What the release is for (kept with it)")] = None,
+    lake: LakeOpt = None,
+    warehouse: WarehouseOpt = None,
+    schema: SchemaOpt = None,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for a run holding the lake")] = 0.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Freeze the current state of every table: an Iceberg tag per data table, the warehouse's quality tables
+    copied, rows and a content checksum per table recorded in pipeline_releases. Later runs leave it as it is."""
+    from .releases import create
+
+    s = _settings(None, lake, warehouse, schema)
+    target = _existing_warehouse(s, warehouse)
+    release = create(
+        s.lake_uri(),
+        target,
+        name,
+        s.redshift_schema,
+        note=note,
+        lock_timeout_s=wait,
+        valid_day_minutes=s.valid_day_minutes(),
+    )
+    if as_json:
+        print(json.dumps(release.as_dict(), indent=2, default=str))
+        return
+    _print_release(release)
+    console.print(
+        f"Release {escape(name)} created: {release.rows} rows in {len(release.tables)} tables. Read it with "
+        f"`fitbit-pipeline export --release {escape(name)} --to DIR` or `report --release {escape(name)}`."
+    )
+
+
+def _print_release(release: Any) -> None:  # noqa: ANN401 - a releases.Release (imported lazily)
+    title = f"Release {release.name} ({str(release.created_at)[:19]} UTC, pipeline {release.pipeline_version})"
+    table = Table(title=escape(title), title_justify="left", box=box.SIMPLE_HEAD)
+    for label in ("table", "rows", "snapshot", "checksum"):
+        table.add_column(label, justify="right" if label == "rows" else "left", no_wrap=True)
+    for entry in release.tables.values():
+        snapshot = str(entry.snapshot_id) if entry.snapshot_id is not None else "frozen copy"
+        table.add_row(entry.table_name, str(entry.row_count), snapshot, entry.checksum)
+    console.print(table)
+    if release.note:
+        console.print(f"note: {escape(release.note)}")
+    if release.rewritten:
+        console.print(f"[yellow]rewritten since:[/yellow] {escape(release.rewritten)}")
+
+
+@release_app.command("list")
+@_guard
+def release_list(warehouse: WarehouseOpt = None, schema: SchemaOpt = None, as_json: JsonOpt = False) -> None:
+    """Every release: name, time, rows, note."""
+    from .releases import releases
+    from .warehouse import open_warehouse
+
+    s = _settings(None, None, warehouse, schema)
+    with open_warehouse(_existing_warehouse(s, warehouse), s.redshift_schema) as wh:
+        wh.ensure_schema()
+        found = releases(wh)
+    if as_json:
+        print(json.dumps([r.as_dict() for r in found], indent=2, default=str))
+        return
+    if not found:
+        console.print("No release yet: `fitbit-pipeline release create NAME` makes one.")
+        return
+    table = Table(title="Releases", title_justify="left", box=box.SIMPLE_HEAD)
+    for label in ("name", "created (UTC)", "rows", "pipeline", "note"):
+        table.add_column(label, justify="right" if label == "rows" else "left")
+    for r in found:
+        note = (r.note or "") + (" [rewritten]" if r.rewritten else "")
+        table.add_row(escape(r.name), str(r.created_at)[:19], str(r.rows), r.pipeline_version, escape(note))
+    console.print(table)
+
+
+@release_app.command("show")
+@_guard
+def release_show(
+    name: ReleaseName, warehouse: WarehouseOpt = None, schema: SchemaOpt = None, as_json: JsonOpt = False
+) -> None:
+    """One release: per table its snapshot, rows and checksum."""
+    from .releases import get
+    from .warehouse import open_warehouse
+
+    s = _settings(None, None, warehouse, schema)
+    with open_warehouse(_existing_warehouse(s, warehouse), s.redshift_schema) as wh:
+        wh.ensure_schema()
+        release = get(wh, name)
+    if as_json:
+        print(json.dumps(release.as_dict(), indent=2, default=str))
+        return
+    _print_release(release)
+
+
+@app.command()
+@_guard
+def export(
+    release: Annotated[str, typer.Option("--release", help="The release to export (`release list`)")],
+    to: Annotated[str, typer.Option("--to", help="A new or empty folder, or an s3:// prefix")],
+    fmt: Annotated[str, typer.Option("--format", help="parquet or csv")] = "parquet",
+    lake: LakeOpt = None,
+    warehouse: WarehouseOpt = None,
+    schema: SchemaOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a release for a collaborator: one file per table and manifest.json (tables, rows, checksums, file
+    SHA-256, columns, the pipeline version)."""
+    from .release_export import export as exporting
+
+    s = _settings(None, lake, warehouse, schema)
+    manifest = exporting(s.lake_uri(), _existing_warehouse(s, warehouse), release, to, fmt.lower(), s.redshift_schema)
+    if as_json:
+        print(json.dumps(manifest, indent=2))
+        return
+    rows = sum(t["rows"] for t in manifest["tables"].values())
+    console.print(f"Exported release {escape(release)} to {mask_url(to)}: {len(manifest['tables'])} files, {rows} rows")
 
 
 glue_app = typer.Typer(no_args_is_help=True, help="AWS Glue: the Spark transform as one Glue job per activity.")

@@ -11,9 +11,12 @@ Under the run lock, after recovering any interrupted run:
    rejects, findings, wear, and the ``stg_`` tables) loses the participant's rows, the DuckDB views follow the
    lake, and ``pipeline_forgotten`` records a salted hash of the id, the time, the reason and the rows removed
    per table, never the id;
-4. the lake's older snapshots are expired (tagged ones kept) and the files they alone referenced deleted;
+4. the lake's older snapshots are expired (tagged ones kept: releases) and the files they alone referenced deleted;
    the staging of ended runs is removed (it holds rows of every participant of its run) and so is every
    quarantined raw file that contains the id.
+
+A release holding the participant is kept as it is and listed, unless asked to rewrite it (``--include-releases``:
+before step 2, see :func:`.releases.rewrite_without`; its old snapshots then expire in step 4).
 
 The hash is SHA-256 of a random salt kept in the lake (``<lake>/_forget_salt``) and the id: a later run skips
 (and counts) a delivered file whose participant's hash is recorded, without the id being stored anywhere.
@@ -27,9 +30,10 @@ import logging
 import posixpath
 import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from . import faults, schema
+from . import faults, releases, schema
 from .forgotten import SALT_FILE, participant_hash, read_salt
 from .lake import Lake
 from .lake.commit import replace_keys
@@ -51,6 +55,8 @@ class ForgetReport:
     files_deleted: int = 0
     staging_removed: int = 0
     quarantine_removed: int = 0
+    releases_kept: list[str] = field(default_factory=list)  # releases still holding the participant
+    releases_rewritten: list[str] = field(default_factory=list)
 
 
 def _salt(lake_uri: str) -> bytes:
@@ -72,10 +78,12 @@ def forget(
     schema_name: str = "rural",
     *,
     reason: str | None = None,
+    include_releases: bool = False,
     lock_timeout_s: float | None = 0.0,
     valid_day_minutes: int = 600,
 ) -> ForgetReport:
-    """Remove ``participant`` everywhere (see the module's description); what was removed."""
+    """Remove ``participant`` everywhere (see the module's description); what was removed. Releases holding the
+    participant are kept as they are and listed, or with ``include_releases`` rewritten without them."""
     from .pipeline import held_lake
 
     participant = participant.strip()
@@ -87,18 +95,32 @@ def forget(
     with held as (the_lake, wh):
         digest = participant_hash(_salt(lake_uri), participant)
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-        _write_pending(lake_uri, digest, {"participant": participant, "reason": reason, "at": now.isoformat()})
-        report = complete(the_lake, wh, participant, digest, reason, now)
+        held_by = releases.holding(the_lake, wh, participant)
+        rewrite = held_by if include_releases else []
+        journal = {"participant": participant, "reason": reason, "at": now.isoformat(), "releases": rewrite}
+        _write_pending(lake_uri, digest, journal)
+        report = complete(the_lake, wh, participant, digest, reason, now, rewrite)
+        report.releases_kept = [name for name in held_by if name not in rewrite]
     return report
 
 
 def complete(
-    the_lake: Lake, wh: Warehouse, participant: str, digest: str, reason: str | None, now: dt.datetime
+    the_lake: Lake,
+    wh: Warehouse,
+    participant: str,
+    digest: str,
+    reason: str | None,
+    now: dt.datetime,
+    rewrite: Sequence[str] = (),
 ) -> ForgetReport:
-    """Steps 2 to 4 (idempotent: a pending withdrawal interrupted anywhere is finished by running them again)."""
-    report = ForgetReport(digest)
+    """Steps 2 to 4, the releases ``rewrite`` rewritten first (idempotent: a pending withdrawal interrupted
+    anywhere is finished by running them again)."""
+    report = ForgetReport(digest, releases_rewritten=list(rewrite))
     op = f"{FORGET_PREFIX}{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
     before = {name: referenced_files(table) for name, table in the_lake.tables.items()}
+    note = f"{now:%Y-%m-%d}: a withdrawn participant's rows removed (pipeline_forgotten {digest[:12]})"
+    for name in rewrite:
+        releases.rewrite_without(the_lake, wh, name, participant, op, note)
     for t in schema.DATA_TABLES:
         table = the_lake.tables[t.name]
         keys, rows = _participant_days(table, participant)
@@ -188,6 +210,7 @@ def finish_pending(the_lake: Lake, wh: Warehouse) -> int:
     for digest, data in pending(the_lake.uri):
         log.warning("a withdrawal was interrupted: finishing it")
         at = dt.datetime.fromisoformat(str(data["at"]))
-        complete(the_lake, wh, str(data["participant"]), digest, data.get("reason"), at)  # type: ignore[arg-type]
+        rewrite = [str(name) for name in data.get("releases", [])]  # type: ignore[attr-defined]
+        complete(the_lake, wh, str(data["participant"]), digest, data.get("reason"), at, rewrite)  # type: ignore[arg-type]
         done += 1
     return done

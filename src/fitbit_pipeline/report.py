@@ -53,6 +53,7 @@ class ComplianceReport:
     rejects_by_rule: list[tuple[str, int]] = field(default_factory=list)
     runs: list[dict[str, Any]] = field(default_factory=list)
     utc_note: str = NO_UTC  # whether intraday rows have UTC times, and how many local times were flagged
+    release: str | None = None  # the release whose frozen data this is (None: the warehouse as it is)
 
     @property
     def silent(self) -> list[ParticipantRow]:
@@ -74,12 +75,13 @@ def build(
     end: dt.date,
     *,
     rules: SilentRules = SilentRules(),
+    release: str | None = None,
 ) -> ComplianceReport:
     """Gather the report's numbers for ``start``..``end`` (inclusive)."""
     q = wh.names.q
     days = _days(start, end)
     index = {d: i for i, d in enumerate(days)}
-    report = ComplianceReport(start, end, dt.datetime.now(dt.UTC).replace(tzinfo=None), days)
+    report = ComplianceReport(start, end, dt.datetime.now(dt.UTC).replace(tzinfo=None), days, release=release)
     history_start = end - dt.timedelta(days=20)
     ids = [
         r[0]

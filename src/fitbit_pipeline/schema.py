@@ -25,6 +25,7 @@ TableKind = Literal[
     "runs",
     "lake_state",
     "forgotten",
+    "releases",
 ]
 
 TS = pa.timestamp("us")
@@ -250,6 +251,25 @@ PIPELINE_FORGOTTEN = Table(
     ),
 )
 
+# Frozen data releases (``fitbit-pipeline release create``): one row per release and table.
+PIPELINE_RELEASES = Table(
+    "pipeline_releases",
+    "releases",
+    pa.schema(
+        [
+            pa.field("release_name", pa.string(), False),
+            pa.field("created_at", TS, False),
+            pa.field("note", pa.string(), True),
+            pa.field("table_name", pa.string(), False),
+            pa.field("snapshot_id", pa.int64(), True),  # the Iceberg snapshot tagged; null: no snapshot, or frozen
+            pa.field("row_count", pa.int64(), False),
+            pa.field("checksum", pa.string(), False),  # verify.CHECKSUM_ALGORITHM
+            pa.field("pipeline_version", pa.string(), False),
+            pa.field("rewritten", pa.string(), True),  # what changed it since (a withdrawal: forget --include-releases)
+        ]
+    ),
+)
+
 INTRADAY: dict[str, Table] = {a.name: _intraday(a) for a in ACTIVITIES}
 DAILY: dict[str, Table] = {a.name: _daily(a) for a in ACTIVITIES}
 DATA_TABLES: tuple[Table, ...] = (*INTRADAY.values(), *DAILY.values(), HEART_RATE_ZONES)
@@ -261,5 +281,12 @@ STAGED_TABLES: tuple[Table, ...] = (
     PIPELINE_FILES,
     PIPELINE_DELIVERIES,
 )
-ALL_TABLES: tuple[Table, ...] = (*STAGED_TABLES, DAILY_WEAR, PIPELINE_RUNS, PIPELINE_LAKE_STATE, PIPELINE_FORGOTTEN)
+ALL_TABLES: tuple[Table, ...] = (
+    *STAGED_TABLES,
+    DAILY_WEAR,
+    PIPELINE_RUNS,
+    PIPELINE_LAKE_STATE,
+    PIPELINE_FORGOTTEN,
+    PIPELINE_RELEASES,
+)
 BY_NAME: dict[str, Table] = {t.name: t for t in ALL_TABLES}

@@ -8,6 +8,8 @@ read from its data files, an embedded warehouse in place, another warehouse's ro
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import duckdb
@@ -48,14 +50,44 @@ def _collect(rows: list[tuple]) -> Digest:
     return {(str(p), d): (int(n), str(h)) for p, d, n, h in rows}
 
 
+@contextmanager
+def parquet_reader(files: list[str]) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]]:
+    """A DuckDB connection able to read ``files`` (object storage through fsspec: DuckDB's httpfs is not
+    needed) and the SQL source naming them (the files must be non-empty)."""
+    with duckdb.connect(config={"autoinstall_known_extensions": "false", "memory_limit": "256MB"}) as con:
+        con.execute("SET enable_progress_bar = false")
+        if not is_local(files[0]):
+            con.register_filesystem(filesystem(files[0])[0])
+        yield con, f"read_parquet([{', '.join(literal(f) for f in files)}])"
+
+
 def lake_digest(files: list[str], t: schema.Table) -> Digest:
     if not files:
         return {}
-    with duckdb.connect(config={"autoinstall_known_extensions": "false", "memory_limit": "256MB"}) as con:
-        if not is_local(files[0]):  # object storage through fsspec (DuckDB's httpfs is not needed)
-            con.register_filesystem(filesystem(files[0])[0])
-        source = f"read_parquet([{', '.join(literal(f) for f in files)}])"
+    with parquet_reader(files) as (con, source):
         return _collect(con.execute(_digest_sql(t, source)).fetchall())
+
+
+# The content checksum of a release's table. It is kept for years: its definition never changes (a new one gets a
+# new name). The order of rows and of their files does not matter; any changed, added or removed row changes it.
+CHECKSUM_ALGORITHM = "md5-rows-v1"
+CHECKSUM_DEFINITION = (
+    "every row's columns cast to the table's types, as text (DuckDB's CAST AS VARCHAR) joined by U+001F, null as \\N; "
+    "the lower 64 bits of the MD5 of that text as an unsigned integer; their sum modulo 2**64 in hexadecimal"
+)
+
+
+def content_checksum(files: list[str], t: schema.Table) -> tuple[int, str]:
+    """Rows and content checksum (:data:`CHECKSUM_ALGORITHM`) of the Parquet ``files`` holding rows of ``t``."""
+    if not files:
+        return 0, f"{CHECKSUM_ALGORITHM}:{0:016x}"
+    text = ", ".join(f"COALESCE(CAST(CAST({ident(f.name)} AS {sql_type(f.type)}) AS VARCHAR), '\\N')" for f in t.schema)
+    with parquet_reader(files) as (con, source):
+        rows, total = con.execute(
+            f"SELECT COUNT(*), CAST(COALESCE(SUM(md5_number_lower(concat_ws(chr(31), {text}))), 0) AS VARCHAR) "
+            f"FROM {source}"
+        ).fetchone()  # type: ignore[misc]
+    return int(rows), f"{CHECKSUM_ALGORITHM}:{int(total) % 2**64:016x}"
 
 
 def warehouse_digest(wh: Warehouse, t: schema.Table) -> Digest:

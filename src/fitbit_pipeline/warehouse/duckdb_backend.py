@@ -65,7 +65,7 @@ class DuckDBWarehouse(Warehouse):
             paths = _local_files(files.get(t.name, []))
             if paths is None:
                 raise ValueError(f"the lake files of {t.name} cannot be named in a view")
-            self.execute(f"CREATE OR REPLACE VIEW {self.names.q(t.name)} AS {_select_parquet(t, paths)}")
+            self.execute(f"CREATE OR REPLACE VIEW {self.names.q(t.name)} AS {select_parquet(t, paths)}")
 
     def _object_type(self, name: str) -> str | None:
         found = self.query(
@@ -124,7 +124,7 @@ class DuckDBWarehouse(Warehouse):
             parts = parts_by_table.get(t.name, [])
             files = _local_files(parts) if t.kind == "intraday" else None
             if files:
-                self.execute(f"CREATE VIEW {self.names.q(t.staging_name)} AS {_select_parquet(t, files)}")
+                self.execute(f"CREATE VIEW {self.names.q(t.staging_name)} AS {select_parquet(t, files)}")
                 continue
             self.execute(self.names.create_table(t, staging=True))
             if parts:
@@ -165,7 +165,7 @@ def _local_files(parts: Sequence[str]) -> list[str] | None:
     return files
 
 
-def _select_parquet(t: Table, files: list[str]) -> str:
+def select_parquet(t: Table, files: list[str]) -> str:
     """The rows of ``files`` with exactly the columns and types of ``t`` (no rows without files)."""
     if not files:
         cols = ", ".join(f"CAST(NULL AS {sql_type(f.type)}) AS {ident(f.name)}" for f in t.schema)
