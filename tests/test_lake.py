@@ -87,3 +87,36 @@ def test_superseded_deliveries_stay_out_of_the_lake(make_env, fixtures_dir) -> N
         assert s.status == "succeeded"
         _lake_equals_warehouse(e)
     assert s.totals["files_superseded"] == 6 * 2
+
+
+def test_weekly_replacements_do_not_pile_up_manifests(tmp_path) -> None:
+    """Replacing a participant-day again and again keeps the current snapshot's manifest list short: the
+    manifests of earlier snapshots that hold deleted entries only are not carried forward (pyiceberg's overwrite
+    kept every one of them, so each week's commit and scan read more)."""
+    import datetime as dt
+
+    import pyarrow as pa
+
+    t = schema.DAILY["steps"]
+    lake = Lake(str(tmp_path / "lake"), "rural")
+    day = dt.date(2024, 5, 1)
+    key = {("P1", (day - dt.date(1970, 1, 1)).days)}
+    for week in range(8):
+        rows = pa.table(
+            {
+                "participant_id": ["P1"],
+                "date": [day],
+                "value": [1000 + week],
+                "source_file": ["f"],
+                "run_id": [f"r{week}"],
+            },
+            schema=t.schema,
+        )
+        lake.replace(t.name, f"r{week}", key if week else set(), rows)
+    table = lake.tables[t.name]
+    manifests = table.current_snapshot().manifests(table.io)
+    assert len(manifests) <= 2, [
+        (m.added_files_count, m.existing_files_count, m.deleted_files_count) for m in manifests
+    ]
+    assert table.scan().to_arrow().to_pylist() == rows.to_pylist()
+    assert len(table.snapshots()) == 8

@@ -10,6 +10,12 @@ are not affected: they give each thread an evaluator of its own.
 
 The subclass below serialises each evaluator; reading the manifests stays parallel. Remove it once
 pyiceberg evaluates manifests thread-safely in ``_deleted_entries``.
+
+It also leaves out the manifests of earlier snapshots that hold deleted entries only. pyiceberg's overwrite
+carries them into every later snapshot (its fast append drops them, by the test used below): each weekly commit
+added one or two to every table's manifest list for good, and every later scan and commit read them (a 12-week
+study: 15 manifests for the one data file of a daily table; the weekly commit 1.3 s -> 2.2 s). iceberg-go fixed
+the same (apache/iceberg-go#1153); the deleting snapshot keeps its own record of them.
 """
 
 from __future__ import annotations
@@ -35,6 +41,13 @@ class SerialEvaluatorOverwrite(_OverwriteFiles):
                 return evaluate(manifest)
 
         return serial
+
+    def _existing_manifests(self) -> list[ManifestFile]:
+        return [
+            m
+            for m in super()._existing_manifests()
+            if m.has_added_files() or m.has_existing_files() or m.added_snapshot_id == self._snapshot_id
+        ]
 
 
 def overwrite(tx: Transaction, properties: dict[str, str]) -> SerialEvaluatorOverwrite:
