@@ -16,7 +16,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import pyarrow as pa
@@ -138,15 +138,15 @@ class Plan:
 
     def save(self) -> None:
         data = {
-            **{k: v for k, v in asdict(self).items() if k != "groups"},
+            **{f.name: getattr(self, f.name) for f in fields(self) if f.name != "groups"},
             "started_at": self.started_at.isoformat(),
             "run_date": self.run_date.isoformat(),
-            "groups": {g: [asdict(d) for d in docs] for g, docs in self.groups.items()},
+            "groups": {g: [d.as_dict() for d in docs] for g, docs in self.groups.items()},
         }
         fs, path = filesystem(posixpath.join(self.staging_uri, "_plan.json"))
         fs.makedirs(posixpath.dirname(path), exist_ok=True)
         with fs.open(path, "w") as fh:
-            json.dump(data, fh)
+            fh.write(json.dumps(data))  # one write: json.dump writes each token through the file object
 
     @classmethod
     def load(cls, lake_uri: str, run_id: str) -> Plan:

@@ -15,7 +15,7 @@ import zipfile
 import zlib
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import fsspec
@@ -46,10 +46,20 @@ class SourceDoc:
     def archive(self) -> str | None:
         return self.object_path if self.member is not None else None
 
+    def as_dict(self) -> dict[str, Any]:
+        """The ``dataclasses.asdict`` form, built directly (a weekly plan holds thousands of documents, and
+        ``asdict`` deep-copies every field: half a second for 5,400)."""
+        data = {f: getattr(self, f) for f in _DOC_FIELDS}
+        data["parts"] = [p.as_dict() for p in self.parts]
+        return data
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SourceDoc:
-        """A document from its ``dataclasses.asdict`` form (the saved plan of a run)."""
+        """A document from its :meth:`as_dict` form (the saved plan of a run)."""
         return cls(**{**data, "parts": tuple(cls.from_dict(p) for p in data.get("parts") or ())})
+
+
+_DOC_FIELDS = tuple(f.name for f in fields(SourceDoc) if f.name != "parts")
 
 
 @dataclass
