@@ -20,6 +20,9 @@ files, each measurement in a fresh process:
 - ``pg-variants`` (opt-in, with ``pg-copy``): the load floor's rows sent otherwise: as binary ``COPY`` encoded
   by pgpq (as the warehouse sends them) or through ADBC's PostgreSQL driver, and into logged tables with the
   production key's index;
+- ``spark`` (opt-in, ``--only transform,spark``): the transform stage on the Spark engine and the plain PySpark
+  reference (``read.json`` with a schema, ``explode``, Parquet), both in ``local[--workers]`` (the session's
+  start is a phase, not timed), next to the local engine;
 - ``google-health`` (opt-in, ``--only transform,google-health``): the transform of Google Health API v4
   documents (``--gh-participants`` x 7 days, second-level heart rate, from the project's seeded generator),
   its rows/s against the Web API documents' in the same run;
@@ -358,6 +361,9 @@ def _measure_all(a: argparse.Namespace, only: set[str], postgres: str | None) ->
         results["duckdb"] = repeat("duckdb", a.reps, "duckdb", source, work, args, pp)
     if "naive" in only:
         results["naive"] = repeat("naive", a.naive_reps, "naive", source, work, args, pp)
+    if "spark" in only:  # the Spark engine and the plain PySpark reference, both on local[--workers]
+        results["spark"] = repeat("spark", a.reps, "spark", source, work, args, pp)
+        results["pyspark"] = repeat("pyspark", a.reps, "pyspark", source, work, args, pp)
     pg = [*args, "--postgres", postgres] if postgres else []
     if postgres and "pg-copy" in only:
         results["pg_copy"] = repeat("pg-copy", a.reps, "pg-copy", source, work, pg, pp)
@@ -423,6 +429,8 @@ def _measure_all(a: argparse.Namespace, only: set[str], postgres: str | None) ->
         "transform": "project transform stage (list + transform)",
         "duckdb": "reference: DuckDB read_json + UNNEST -> Parquet",
         "naive": "naive reference: json + dict rows + pandas",
+        "spark": f"project transform stage on the Spark engine, local[{a.workers}]",
+        "pyspark": f"reference: plain PySpark read.json + explode -> Parquet, local[{a.workers}]",
         "transform_scaled": f"project transform stage, x{a.scale}",
         "duckdb_scaled": f"reference: DuckDB, x{a.scale}",
         "weekly_empty": "weekly export (9 days: 2 re-delivered) into an empty lake",
@@ -475,6 +483,11 @@ def _measure_all(a: argparse.Namespace, only: set[str], postgres: str | None) ->
     if "weekly_pg" in results and "weekly_empty_pg" in results:
         pg_weekly = results["weekly_pg"]["seconds"] / results["weekly_empty_pg"]["seconds"]
         ratios["PostgreSQL weekly into history / into empty"] = pg_weekly
+    for k in ("spark", "pyspark"):
+        if k in results and "transform" in results:
+            ratios[f"{k} / transform (local engine)"] = results[k]["seconds"] / results["transform"]["seconds"]
+    if "spark" in results and "pyspark" in results:
+        ratios["spark engine / plain pyspark"] = results["spark"]["seconds"] / results["pyspark"]["seconds"]
     if "naive" in results:
         for k in ("transform", "run"):
             if k in results:

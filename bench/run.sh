@@ -4,5 +4,7 @@
 # Arguments pass through, e.g. `bash bench/run.sh --reps 5` or `bash bench/run.sh --only transform,duckdb`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh bench
+extras=bench
+case " $* " in *spark*) extras=bench,spark ;; esac  # --only ...,spark: PySpark too (and a Java 17 runtime)
+bash scripts/setup.sh "$extras"
 exec .venv/bin/python -m bench.benchmark "$@"

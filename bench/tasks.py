@@ -17,6 +17,10 @@ Tasks:
   (encoded by pgpq and sent by psycopg, or through ADBC);
   ``--indexed`` loads logged tables with the production key's index instead.
 - ``naive``: per-file ``json.load``, a dict per row with ``datetime.strptime``, pandas, Parquet.
+- ``spark``: the transform stage on the Spark engine (``spark_engine.transform``) in ``local[--workers]``; the
+  session's start is reported as a phase, not timed.
+- ``pyspark``: the plain PySpark reference on the same session settings: ``spark.read.json`` with the intraday
+  schema, ``explode``, the participant from the file name, Parquet per activity (no validation, no rejects).
 - ``weekly``: the source is a ``bench.weekly`` root. Untimed, the exports ``week-00`` .. of the history are
   loaded one run each (``--history N`` of them; 0 = an empty lake); then the next export (or ``--timed K``:
   ``week-K``, e.g. the last export into an empty lake, to compare the same export with and without the
@@ -226,6 +230,93 @@ def task_transform(source: str, work: str, workers: int, zone: str | None = None
     return {"seconds": seconds, "rows": intraday, "phases": {"list": listed, "transform": seconds - listed}}
 
 
+def _spark_session(cores: int) -> tuple[object, dict[str, float]]:
+    """A ``local[cores]`` session, as the engine starts one, and the seconds it took to start."""
+    from fitbit_pipeline.spark_engine import local_session
+
+    t0 = time.perf_counter()
+    spark = local_session(f"local[{cores}]", "fitbit-bench")
+    spark.range(1).count()  # the first job: the executor side is up before the clock starts
+    return spark, {"session start": time.perf_counter() - t0}
+
+
+def task_spark(source: str, work: str, workers: int) -> dict:
+    """The project's transform stage with its Spark engine (the same chunks, parser and rules)."""
+    from fitbit_pipeline import spark_engine
+    from fitbit_pipeline.sources import list_documents
+    from fitbit_pipeline.transform import RunContext
+
+    spark, phases = _spark_session(workers)
+    staging = os.path.join(work, "staging")
+    ctx = RunContext(
+        run_id=RUN_ID,
+        run_date=dt.date.today(),
+        staging_uri=staging,
+        quarantine_uri=os.path.join(work, "quarantine"),
+        processed_at=dt.datetime.now(),
+    )
+    t0 = time.perf_counter()
+    docs = list_documents(source).docs
+    listed = time.perf_counter() - t0
+    result = spark_engine.transform(docs, ctx, workers, spark=spark)  # type: ignore[arg-type]
+    seconds = time.perf_counter() - t0
+    assert result.statuses.get("rejected", 0) == 0, result.statuses
+    spark.stop()  # type: ignore[attr-defined]
+    phases |= {"list": listed, "transform": seconds - listed}
+    return {"seconds": seconds, "rows": _parquet_rows(staging, "intraday_*"), "phases": phases}
+
+
+def task_pyspark(source: str, work: str, workers: int) -> dict:
+    """What a team would write in plain PySpark: read the JSON with a schema, explode, write Parquet."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    spark, phases = _spark_session(workers)
+    kinds = {"INTEGER": T.IntegerType(), "DOUBLE": T.DoubleType()}
+    out = os.path.join(work, "pyspark")
+    t0 = time.perf_counter()
+    for activity in ACTIVITIES:
+        row = T.StructType(
+            [T.StructField("time", T.StringType())]
+            + [T.StructField(m, kinds[t]) for m, t in MEASURES[activity].items()]
+        )
+        schema = T.StructType(
+            [
+                T.StructField(
+                    f"activities-{activity}", T.ArrayType(T.StructType([T.StructField("dateTime", T.StringType())]))
+                ),
+                T.StructField(
+                    f"activities-{activity}-intraday", T.StructType([T.StructField("dataset", T.ArrayType(row))])
+                ),
+            ]
+        )
+        files = f"{source}/*/*/{activity}.json"  # the by-participant-and-date layout
+        day = F.col(f"`activities-{activity}`")[0]["dateTime"]
+        frame = (
+            spark.read.schema(schema)  # type: ignore[attr-defined]
+            .json(files)
+            .select(
+                F.regexp_extract(F.input_file_name(), r"([^/]+)/[^/]+/[^/]+$", 1).alias("participant_id"),
+                F.to_date(day).alias("date"),
+                day.alias("day"),
+                F.explode(F.col(f"`activities-{activity}-intraday`.dataset")).alias("r"),
+                F.input_file_name().alias("source_file"),
+            )
+            .select(
+                "participant_id",
+                "date",
+                F.to_timestamp_ntz(F.concat_ws(" ", "day", "r.time")).alias("ts"),
+                *(F.col(f"r.{m}").alias(m) for m in MEASURES[activity]),
+                "source_file",
+                F.lit(RUN_ID).alias("run_id"),
+            )
+        )
+        frame.write.mode("overwrite").parquet(os.path.join(out, f"intraday_{activity}"))
+    seconds = time.perf_counter() - t0
+    spark.stop()  # type: ignore[attr-defined]
+    return {"seconds": seconds, "rows": _parquet_rows(out, "intraday_*"), "phases": phases}
+
+
 def _parquet_rows(root: str, pattern: str) -> int:
     import duckdb
 
@@ -406,7 +497,9 @@ def task_naive(source: str, work: str, workers: int) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("task", choices=["run", "transform", "duckdb", "pg-copy", "naive", "weekly", "maintain"])
+    p.add_argument(
+        "task", choices=["run", "transform", "duckdb", "pg-copy", "naive", "weekly", "maintain", "spark", "pyspark"]
+    )
     p.add_argument("--source", required=True)
     p.add_argument("--work", required=True)
     p.add_argument("--workers", type=int, default=2)
@@ -437,7 +530,8 @@ def main() -> None:
     elif a.task == "transform":
         result = task_transform(source, a.work, a.workers, a.zone)
     else:
-        result = {"duckdb": task_duckdb, "naive": task_naive}[a.task](source, a.work, a.workers)
+        tasks = {"duckdb": task_duckdb, "naive": task_naive, "spark": task_spark, "pyspark": task_pyspark}
+        result = tasks[a.task](source, a.work, a.workers)
     print("BENCH_RESULT " + json.dumps(result), flush=True)
 
 

@@ -199,3 +199,20 @@ def test_corrupt_and_wrong_date_files_are_rejected_while_the_rest_loads(env) -> 
     assert env.sql("SELECT COUNT(*) FROM rural.intraday_steps") == [(loaded,)]
     assert env.sql("SELECT COUNT(*) FROM rural.rejected_records WHERE record_type = 'file'") == [(3,)]
     _identity_holds(env)
+
+
+@pytest.mark.parametrize("warehouse_kind", WAREHOUSES)
+def test_the_ledger_is_read_for_the_listed_files_only(env) -> None:
+    """A run compares its listing with the ledger: what comes back is the listed files' fingerprints, the
+    others (a year of earlier weeks) are filtered out as the ledger streams by, on every engine."""
+    from fitbit_pipeline.warehouse import open_warehouse
+
+    generate(env.source, participant_ids=["LEDGER-1", "LEDGER-2"], days=2, start=dt.date(2024, 3, 1))
+    env.run()
+    ledger = dict(env.sql("SELECT source_file, fingerprint FROM rural.pipeline_files"))
+    assert len(ledger) == 2 * 2 * 6
+    some = sorted(ledger)[::5]
+    with open_warehouse(env.target, "rural") as wh:
+        assert wh.known_files(set(ledger)) == ledger
+        assert wh.known_files({*some, "s3://elsewhere/never-listed.json"}) == {f: ledger[f] for f in some}
+        assert wh.known_files(set()) == {}

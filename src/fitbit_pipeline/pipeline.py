@@ -208,7 +208,7 @@ def plan_run(
     plan = Plan(
         new_run_id(started), started, run_date or started.date(), source, lake_uri, listing.objects, listing.bytes
     )
-    known = wh.known_files()
+    known = wh.known_files({doc.source_file for doc in listing.docs})
     retry = wh.files_failed_to_read() | (wh.files_with_rejects() if retry_rejected else set())
     forgetting = Forgetting.of(lake_uri, wh)
     plan.forgetting = forgetting.as_dict() if forgetting else None

@@ -399,5 +399,4 @@ class Names:
         )
 
     def known_files(self) -> str:
-        # oldest first: of a bundle's slices the one processed last names the bundle's fingerprint
-        return f"SELECT source_file, fingerprint FROM {self.q(schema.PIPELINE_FILES.name)} ORDER BY processed_at"
+        return f"SELECT source_file, fingerprint, processed_at FROM {self.q(schema.PIPELINE_FILES.name)}"

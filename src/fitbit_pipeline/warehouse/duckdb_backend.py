@@ -87,6 +87,10 @@ class DuckDBWarehouse(Warehouse):
     def query_arrow(self, sql: str, params: Sequence[Any] = ()) -> pa.Table:
         return self.con.sql(sql, params=list(params)).to_arrow_table()
 
+    def stream_arrow(self, sql: str, batch_rows: int = 100_000) -> Iterator[pa.RecordBatch]:
+        """Batches as DuckDB produces them (nothing else may run on the connection until the last)."""
+        yield from self.con.sql(sql).to_arrow_reader(batch_rows)
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         self.con.execute("BEGIN TRANSACTION")
