@@ -399,4 +399,9 @@ class Names:
         )
 
     def known_files(self) -> str:
-        return f"SELECT source_file, fingerprint, processed_at FROM {self.q(schema.PIPELINE_FILES.name)}"
+        """The ledger rows of the listed files (``?``: their names, one array) and of every slice of a whole
+        export (``bundle#participant/date``); on Redshift (no array parameters) every row."""
+        ledger = f"SELECT source_file, fingerprint, processed_at FROM {self.q(schema.PIPELINE_FILES.name)}"
+        if self.dialect == "redshift":
+            return ledger
+        return f"{ledger} WHERE source_file IN (SELECT unnest(CAST(? AS TEXT[]))) OR strpos(source_file, '#') > 0"
