@@ -38,6 +38,10 @@ import re
 import shutil
 import threading
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fitbit_pipeline.transform import RunContext
 
 ACTIVITIES = ("heart", "calories", "steps", "elevation", "distance", "floors")
 # Intraday measures per activity, with their DuckDB types (as in fitbit_pipeline.activities).
@@ -206,20 +210,27 @@ def task_maintain(source: str, work: str, workers: int, history: int, skip: bool
     }
 
 
-def task_transform(source: str, work: str, workers: int, zone: str | None = None) -> dict:
-    from fitbit_pipeline.sources import list_documents
+def _context(work: str, zone: str | None = None) -> RunContext:
+    """The transform's context of a benchmark run: staging and quarantine under ``work``."""
     from fitbit_pipeline.timezones import ZoneMap
-    from fitbit_pipeline.transform import RunContext, transform
+    from fitbit_pipeline.transform import RunContext
 
-    staging = os.path.join(work, "staging")
-    ctx = RunContext(
+    return RunContext(
         run_id=RUN_ID,
         run_date=dt.date.today(),
-        staging_uri=staging,
+        staging_uri=os.path.join(work, "staging"),
         quarantine_uri=os.path.join(work, "quarantine"),
         processed_at=dt.datetime.now(),
         zones=ZoneMap(default=zone) if zone else None,
     )
+
+
+def task_transform(source: str, work: str, workers: int, zone: str | None = None) -> dict:
+    from fitbit_pipeline.sources import list_documents
+    from fitbit_pipeline.transform import transform
+
+    ctx = _context(work, zone)
+    staging = ctx.staging_uri
     t0 = time.perf_counter()
     docs = list_documents(source).docs
     listed = time.perf_counter() - t0
@@ -244,17 +255,10 @@ def task_spark(source: str, work: str, workers: int) -> dict:
     """The project's transform stage with its Spark engine (the same chunks, parser and rules)."""
     from fitbit_pipeline import spark_engine
     from fitbit_pipeline.sources import list_documents
-    from fitbit_pipeline.transform import RunContext
 
     spark, phases = _spark_session(workers)
-    staging = os.path.join(work, "staging")
-    ctx = RunContext(
-        run_id=RUN_ID,
-        run_date=dt.date.today(),
-        staging_uri=staging,
-        quarantine_uri=os.path.join(work, "quarantine"),
-        processed_at=dt.datetime.now(),
-    )
+    ctx = _context(work)
+    staging = ctx.staging_uri
     t0 = time.perf_counter()
     docs = list_documents(source).docs
     listed = time.perf_counter() - t0
