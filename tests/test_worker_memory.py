@@ -1,5 +1,5 @@
-"""Transform workers allocate Arrow memory with the system allocator (it returns a chunk's freed buffers to
-the system), unless the user chose another with ``ARROW_DEFAULT_MEMORY_POOL``."""
+"""Transform workers and the CLI's own process allocate Arrow memory with the system allocator (it returns
+freed buffers to the system), unless the user chose another with ``ARROW_DEFAULT_MEMORY_POOL``."""
 
 from __future__ import annotations
 
@@ -30,6 +30,27 @@ def test_workers_allocator(tmp_path, chosen, expected) -> None:
     script = tmp_path / "probe.py"
     script.write_text(_PROBE)
     out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == expected
+
+
+# The CLI's own process (the one that commits and applies a run), once its callback has run.
+_CLI_PROBE = """
+import pyarrow, typer
+from fitbit_pipeline.cli import app
+@app.command("probe-allocator")
+def probe() -> None:
+    print(pyarrow.default_memory_pool().backend_name)
+app(["probe-allocator"])
+"""
+
+
+@pytest.mark.parametrize(("chosen", "expected"), [(None, "system"), ("mimalloc", "mimalloc")])
+def test_the_cli_process_allocator(chosen, expected) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    if chosen:
+        env["ARROW_DEFAULT_MEMORY_POOL"] = chosen
+    out = subprocess.run([sys.executable, "-c", _CLI_PROBE], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == expected
 

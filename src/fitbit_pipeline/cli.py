@@ -25,6 +25,7 @@ from .errors import EXIT_CONFIG, EXIT_GATED, ConfigError, exit_code, mask_url, s
 from .notify import Notifier, failure_notification, run_notification
 from .settings import Settings
 from .sources import is_local
+from .transform import use_system_allocator
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Fitbit intraday data pipeline.")
 console = Console(stderr=False)
@@ -117,6 +118,7 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log prog
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    use_system_allocator()  # the run's own process, as its workers
 
 
 @app.command()

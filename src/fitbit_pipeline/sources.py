@@ -302,7 +302,9 @@ def list_documents(uri: str, max_file_bytes: int | None = None) -> Listing:
     docs: list[SourceDoc] = []
     total = 0
     root_prefix = root.rstrip("/") + "/"
-    for path, info in sorted(found.items()):
+    objects = len(found)
+    for path in sorted(found):
+        info = found.pop(path)  # each entry freed as its document is made: the listing is not held twice
         if info.get("type") == "directory":
             continue
         rel = path[len(root_prefix) :] if path.startswith(root_prefix) else posixpath.basename(path)
@@ -329,7 +331,7 @@ def list_documents(uri: str, max_file_bytes: int | None = None) -> Listing:
 
     docs = account_exports(fitabase_exports(bundle(docs)), full_uri(fs, root))
     docs.sort(key=lambda d: d.source_file)
-    return Listing(docs, len(found), total)
+    return Listing(docs, objects, total)
 
 
 class Reader:
