@@ -22,21 +22,27 @@ if __name__ == "__main__":
 """
 
 
-@pytest.mark.parametrize(("chosen", "expected"), [(None, "['system']"), ("mimalloc", "['mimalloc']")])
-def test_workers_allocator(tmp_path, chosen, expected) -> None:
+def _allocator_in(args: list[str], chosen: str | None) -> str:
+    """What a Python process run with ``args`` prints, with ``ARROW_DEFAULT_MEMORY_POOL`` set to ``chosen``
+    (None: unset)."""
     env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
     if chosen:
         env["ARROW_DEFAULT_MEMORY_POOL"] = chosen
+    out = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.strip()
+
+
+@pytest.mark.parametrize(("chosen", "expected"), [(None, "['system']"), ("mimalloc", "['mimalloc']")])
+def test_workers_allocator(tmp_path, chosen, expected) -> None:
     script = tmp_path / "probe.py"
     script.write_text(_PROBE)
-    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == expected
+    assert _allocator_in([str(script)], chosen) == expected
 
 
 # The CLI's own process (the one that commits and applies a run), once its callback has run.
 _CLI_PROBE = """
-import pyarrow, typer
+import pyarrow
 from fitbit_pipeline.cli import app
 @app.command("probe-allocator")
 def probe() -> None:
@@ -47,12 +53,7 @@ app(["probe-allocator"])
 
 @pytest.mark.parametrize(("chosen", "expected"), [(None, "system"), ("mimalloc", "mimalloc")])
 def test_the_cli_process_allocator(chosen, expected) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
-    if chosen:
-        env["ARROW_DEFAULT_MEMORY_POOL"] = chosen
-    out = subprocess.run([sys.executable, "-c", _CLI_PROBE], env=env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == expected
+    assert _allocator_in(["-c", _CLI_PROBE], chosen) == expected
 
 
 # Each worker converts a Python list, as the transform does, after its initializer has run.
