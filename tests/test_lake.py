@@ -3,10 +3,12 @@ each hold one day (the partition) and are sorted by participant and time."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -93,10 +95,6 @@ def test_weekly_replacements_do_not_pile_up_manifests(tmp_path) -> None:
     """Replacing a participant-day again and again keeps the current snapshot's manifest list short: the
     manifests of earlier snapshots that hold deleted entries only are not carried forward (pyiceberg's overwrite
     kept every one of them, so each week's commit and scan read more)."""
-    import datetime as dt
-
-    import pyarrow as pa
-
     t = schema.DAILY["steps"]
     lake = Lake(str(tmp_path / "lake"), "rural")
     day = dt.date(2024, 5, 1)
@@ -120,3 +118,69 @@ def test_weekly_replacements_do_not_pile_up_manifests(tmp_path) -> None:
     ]
     assert table.scan().to_arrow().to_pylist() == rows.to_pylist()
     assert len(table.snapshots()) == 8
+
+
+def _weekly_steps(lake: Lake, weeks: int, start) -> None:
+    """``weeks`` weekly deliveries of daily steps for three participants, each re-delivering its last two days."""
+    t = schema.DAILY["steps"]
+    for week in range(weeks):
+        days = [start + dt.timedelta(days=7 * week + i) for i in range(-2 if week else 0, 7)]
+        ids = [p for p in ("P1", "P2", "P3") for _ in days]
+        rows = pa.table(
+            {
+                "participant_id": ids,
+                "date": days * 3,
+                "value": [1000 + 10 * week + i for i in range(len(ids))],
+                "source_file": [f"w{week}"] * len(ids),
+                "run_id": [f"r{week}"] * len(ids),
+            },
+            schema=t.schema,
+        )
+        keys = {(p, (d - dt.date(1970, 1, 1)).days) for p, d in zip(ids, days * 3, strict=True)}
+        lake.replace(t.name, f"r{week}", keys, rows)
+
+
+def test_compacted_daily_tables_keep_months_apart(tmp_path) -> None:
+    """Maintenance compacts a daily table into one file per calendar month, so the next week's replacement of
+    two re-delivered days rewrites the current month's file only (it rewrote the whole history)."""
+    from fitbit_pipeline.lake.maintain import compact
+
+    t = schema.DAILY["steps"]
+    lake = Lake(str(tmp_path / "lake"), "rural")
+    _weekly_steps(lake, 14, dt.date(2024, 3, 4))  # March 4 to June 9: four months
+    table = lake.tables[t.name]
+    before = sorted(table.scan().to_arrow().to_pylist(), key=lambda r: (r["participant_id"], r["date"]))
+
+    assert len(lake_files(tmp_path / "lake", t.name)) == 14  # one per week (the two re-delivered days rewritten out)
+    assert compact(table, t, "maintain-test") == 13  # June's only file (June 1-9) stays as it is
+    lake.refresh()
+    table = lake.tables[t.name]
+    assert sorted(table.scan().to_arrow().to_pylist(), key=lambda r: (r["participant_id"], r["date"])) == before
+    months = {}
+    for f in lake_files(tmp_path / "lake", t.name):
+        days = pq.read_table(f, columns=["date"])["date"].to_pylist()
+        assert len({(d.year, d.month) for d in days}) == 1, f  # each file within one month
+        months[(days[0].year, days[0].month)] = months.get((days[0].year, days[0].month), 0) + len(days)
+    assert months == {(2024, 3): 3 * 28, (2024, 4): 3 * 30, (2024, 5): 3 * 31, (2024, 6): 3 * 9}
+
+    old = {task.file.file_path for task in table.scan().plan_files()}
+    redelivered = dt.date(2024, 6, 8)  # the next week re-delivers June 8 and 9
+    keys = {(p, (redelivered - dt.date(1970, 1, 1)).days + i) for p in ("P1", "P2", "P3") for i in (0, 1)}
+
+    rows = pa.table(
+        {
+            "participant_id": [p for p, _ in sorted(keys)],
+            "date": [dt.date(1970, 1, 1) + dt.timedelta(days=d) for _, d in sorted(keys)],
+            "value": [7] * len(keys),
+            "source_file": ["w14"] * len(keys),
+            "run_id": ["r14"] * len(keys),
+        },
+        schema=t.schema,
+    )
+    lake.replace(t.name, "r14", keys, rows)
+    table = lake.tables[t.name]
+    gone = old - {task.file.file_path for task in table.scan().plan_files()}
+    assert len(gone) == 1
+    rewritten = pq.read_table(gone.pop().removeprefix("file://"), columns=["date"])["date"].to_pylist()
+    assert {d.month for d in rewritten} == {6}
+    assert table.scan().to_arrow().num_rows == len(before)

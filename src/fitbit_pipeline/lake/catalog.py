@@ -10,8 +10,9 @@ Which catalog (environment, like the other storage settings):
 
 The namespace is the warehouse schema (``rural``); table ``intraday_heart`` lives at
 ``<lake>/production/intraday_heart``. Intraday tables are partitioned by ``date`` (a participant-day is
-replaced by rewriting files of one day only); the small daily tables are not partitioned. Rows are sorted
-by participant then time.
+replaced by rewriting files of one day only); the small daily tables are not partitioned (maintenance
+compacts them into one file per month, so a replacement's date filter finds the recent files by their
+statistics). Rows are sorted by participant then time.
 """
 
 from __future__ import annotations

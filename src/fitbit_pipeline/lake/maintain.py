@@ -1,9 +1,12 @@
 """Lake maintenance: small data files compacted, old snapshots expired, unreferenced files removed, old staging
 and quarantine pruned. The caller holds the lake (no run in progress, see :mod:`fitbit_pipeline.maintenance`).
 
-- **Compaction**: in each partition (an intraday table's day; the whole of a small table) the data files
-  below ``target_bytes`` are rewritten as few files of about that size, sorted by participant and time, in one
-  snapshot per table (``overwrite``, its summary carrying the maintenance id like a run's). The rows are
+- **Compaction**: in each partition (an intraday table's day) the data files below ``target_bytes`` are
+  rewritten as few files of about that size, sorted by participant and time, in one snapshot per table
+  (``overwrite``, its summary carrying the maintenance id like a run's). The small daily tables are not
+  partitioned; their files are compacted per calendar month (a file joins the month of its first day, and
+  what it holds of later months is written to files of those months). A week's re-delivered days then
+  rewrite the current month's file, found by its date statistics, not the whole year's history. The rows are
   the same: counted before the commit, which is refused otherwise.
 - **Expiry**: snapshots older than the retention are expired (pyiceberg's ``expire_snapshots``); the current
   snapshot and tagged ones never are.
@@ -21,11 +24,13 @@ import logging
 import posixpath
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from pyiceberg.conversions import from_bytes
 from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table as IcebergTable
 
@@ -95,9 +100,10 @@ def compact(table: IcebergTable, t: schema.Table, op_id: str, target_bytes: int 
     if table.current_snapshot() is None:
         return 0
     groups: dict[tuple, list[DataFile]] = defaultdict(list)
+    month = _first_month(table) if t.kind != "intraday" else lambda f: None
     for task in table.scan().plan_files():
         if task.file.file_size_in_bytes < target_bytes:
-            groups[tuple(task.file.partition)].append(task.file)
+            groups[(*task.file.partition, month(task.file))].append(task.file)
     removed: list[DataFile] = []
     added: list[DataFile] = []
     describe = Describer(table)
@@ -113,16 +119,39 @@ def compact(table: IcebergTable, t: schema.Table, op_id: str, target_bytes: int 
                 raise RuntimeError(f"{t.name}: read {rows.num_rows} rows of files that hold {expected}")
             order = "ts" if t.kind == "intraday" else "date"
             rows = rows.sort_by([("participant_id", "ascending"), (order, "ascending")])
-            days = rows["date"].unique()
-            day = days[0].as_py() if len(days) == 1 else None
-            target = data_path(table, t, f"{op_id}-compact-{uuid.uuid4().hex[:12]}.parquet", day)
-            write_parquet(rows, target)
+            for piece in _pieces(rows, t):
+                days = piece["date"].unique()
+                day = days[0].as_py() if len(days) == 1 else None
+                target = data_path(table, t, f"{op_id}-compact-{uuid.uuid4().hex[:12]}.parquet", day)
+                write_parquet(piece, target)
+                added.append(describe(target))
             removed += batch
-            added.append(describe(target))
     if not removed:
         return 0
     swap_files(table, op_id, removed, added, rows=0)
     return len(removed)
+
+
+def _first_month(table: IcebergTable) -> Callable[[DataFile], int | None]:
+    """Of a data file: the month (``year * 12 + month - 1``) of its first day, from its column statistics."""
+    field = table.schema().find_field("date")
+
+    def month(f: DataFile) -> int | None:
+        lower = (f.lower_bounds or {}).get(field.field_id)
+        if lower is None:
+            return None
+        day = dt.date(1970, 1, 1) + dt.timedelta(days=from_bytes(field.field_type, lower))
+        return day.year * 12 + day.month - 1
+
+    return month
+
+
+def _pieces(rows: pa.Table, t: schema.Table) -> list[pa.Table]:
+    """The rows of one compacted group as files: one for an intraday day, one per calendar month of a daily table."""
+    if t.kind == "intraday":
+        return [rows]
+    months = pc.floor_temporal(rows["date"], unit="month")
+    return [rows.filter(pc.equal(months, m)) for m in pc.unique(months)]
 
 
 def _bins(files: list[DataFile], target_bytes: int) -> Iterable[list[DataFile]]:
