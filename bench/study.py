@@ -2,6 +2,7 @@
 
     python -m bench.study --participants 1000 --weeks 52 --second-hr 100 --maintain-every 4 --work /tmp/study
     python -m bench.study ... --maintain-every 0        # the reference: the same weeks without maintenance
+    python -m bench.study ... --from-week 38            # continue the study in --work from week 38
 
 Week ``k``'s export (week 0: days 0-6; week ``k >= 1``: days ``7k-2 .. 7k+6``, so each re-delivers the previous
 export's last two days, as late syncs do) is generated into ``<work>/inbox`` while no run is going, then the
@@ -119,15 +120,17 @@ def main() -> None:
     p.add_argument("--second-hr", type=int, default=100, help="participants with second-level heart rate")
     p.add_argument("--maintain-every", type=int, default=4, help="weeks between maintenances (0: never)")
     p.add_argument("--work", type=pathlib.Path, required=True)
+    p.add_argument("--from-week", type=int, default=0, help="continue the study already in --work from this week")
     a = p.parse_args()
     _become_subreaper()
-    shutil.rmtree(a.work, ignore_errors=True)
-    (a.work / "inbox").mkdir(parents=True)
+    if not a.from_week:
+        shutil.rmtree(a.work, ignore_errors=True)
+    (a.work / "inbox").mkdir(parents=True, exist_ok=True)
     ids = [f"S{i:05d}" for i in range(a.participants)]
     second_ids, minute_ids = ids[: a.second_hr], ids[a.second_hr :]
     weeks: list[dict] = []
     started = time.perf_counter()
-    for week in range(a.weeks):
+    for week in range(a.from_week, a.weeks):
         g0 = time.perf_counter()
         deliver(a.work / "inbox", week, minute_ids, second_ids)
         for old in sorted((a.work / "inbox").iterdir())[:-1]:
@@ -160,13 +163,16 @@ def main() -> None:
         "participants": a.participants,
         "second_hr": a.second_hr,
         "weeks": a.weeks,
+        "from_week": a.from_week,
         "maintain_every": a.maintain_every,
         "weeks_detail": weeks,
         "pipeline_s": round(pipeline_s, 1),
         "wall_s": round(wall, 1),
-        "participant_years_per_hour": round(a.participants * a.weeks / 52 / (pipeline_s / 3600), 1),
+        "participant_years_per_hour": round(a.participants * len(weeks) / 52 / (pipeline_s / 3600), 1),
         "peak_mb": max(max(w["peak_mb"], w.get("maintain_peak_mb", 0)) for w in weeks),
-        "last_over_week_2": round(weeks[-1]["run_s"] / weeks[1]["run_s"], 2) if len(weeks) > 2 else None,
+        "last_over_week_2": (
+            round(weeks[-1]["run_s"] / weeks[1]["run_s"], 2) if len(weeks) > 2 and not a.from_week else None
+        ),
         "final_query_s": round(_query_s(str(a.work / "warehouse.duckdb")), 3),
     }
     (a.work / "study.json").write_text(json.dumps(result, indent=2))

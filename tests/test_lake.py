@@ -184,3 +184,32 @@ def test_compacted_daily_tables_keep_months_apart(tmp_path) -> None:
     rewritten = pq.read_table(gone.pop().removeprefix("file://"), columns=["date"])["date"].to_pylist()
     assert {d.month for d in rewritten} == {6}
     assert table.scan().to_arrow().num_rows == len(before)
+
+
+def test_a_whole_history_daily_file_is_split_into_months(tmp_path) -> None:
+    """The single file an earlier version's compaction left in a daily table (all months in one) is alone in its
+    group, and still rewritten as one file per month."""
+    from fitbit_pipeline.lake.maintain import compact
+
+    t = schema.DAILY["steps"]
+    lake = Lake(str(tmp_path / "lake"), "rural")
+    days = [dt.date(2024, 1, 30) + dt.timedelta(days=i) for i in range(40)]  # January 30 to March 9
+    rows = pa.table(
+        {
+            "participant_id": ["P1"] * len(days),
+            "date": days,
+            "value": list(range(len(days))),
+            "source_file": ["f"] * len(days),
+            "run_id": ["r0"] * len(days),
+        },
+        schema=t.schema,
+    )
+    lake.replace(t.name, "r0", set(), rows)
+    assert len(lake_files(tmp_path / "lake", t.name)) == 1
+    assert compact(lake.tables[t.name], t, "maintain-test") == 1
+    lake.refresh()
+    per_file = [pq.read_table(f, columns=["date"])["date"].to_pylist() for f in lake_files(tmp_path / "lake", t.name)]
+    assert sorted((d[0].month, len(d)) for d in per_file) == [(1, 2), (2, 29), (3, 9)]
+    assert all(len({d.month for d in days}) == 1 for days in per_file)
+    assert lake.tables[t.name].scan().to_arrow().sort_by("date").equals(rows)
+    assert compact(lake.tables[t.name], t, "maintain-again") == 0  # settled: each month's file alone

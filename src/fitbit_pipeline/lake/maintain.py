@@ -5,8 +5,10 @@ and quarantine pruned. The caller holds the lake (no run in progress, see :mod:`
   rewritten as few files of about that size, sorted by participant and time, in one snapshot per table
   (``overwrite``, its summary carrying the maintenance id like a run's). The small daily tables are not
   partitioned; their files are compacted per calendar month (a file joins the month of its first day, and
-  what it holds of later months is written to files of those months). A week's re-delivered days then
-  rewrite the current month's file, found by its date statistics, not the whole year's history. The rows are
+  what it holds of later months is written to files of those months; a file alone in its month is rewritten
+  too when it spans several, as the whole-history file an earlier version's compaction left does). A week's
+  re-delivered days then rewrite the current month's file, found by its date statistics, not the year's
+  history. The rows are
   the same: counted before the commit, which is refused otherwise.
 - **Expiry**: snapshots older than the retention are expired (pyiceberg's ``expire_snapshots``); the current
   snapshot and tagged ones never are.
@@ -100,18 +102,16 @@ def compact(table: IcebergTable, t: schema.Table, op_id: str, target_bytes: int 
     if table.current_snapshot() is None:
         return 0
     groups: dict[tuple, list[DataFile]] = defaultdict(list)
-    month = _first_month(table) if t.kind != "intraday" else lambda f: None
+    months = _months(table) if t.kind != "intraday" else lambda f: (None, None)
     for task in table.scan().plan_files():
         if task.file.file_size_in_bytes < target_bytes:
-            groups[(*task.file.partition, month(task.file))].append(task.file)
+            groups[(*task.file.partition, months(task.file)[0])].append(task.file)
     removed: list[DataFile] = []
     added: list[DataFile] = []
     describe = Describer(table)
     for files in groups.values():
-        if len(files) < 2:
-            continue
         for batch in _bins(sorted(files, key=lambda f: f.file_path), target_bytes):
-            if len(batch) < 2:
+            if len(batch) < 2 and len(set(months(batch[0]))) < 2:  # one file, and within one month
                 continue
             rows = pa.concat_tables(_read(f.file_path, t) for f in batch)
             expected = sum(int(f.record_count) for f in batch)
@@ -132,18 +132,20 @@ def compact(table: IcebergTable, t: schema.Table, op_id: str, target_bytes: int 
     return len(removed)
 
 
-def _first_month(table: IcebergTable) -> Callable[[DataFile], int | None]:
-    """Of a data file: the month (``year * 12 + month - 1``) of its first day, from its column statistics."""
+def _months(table: IcebergTable) -> Callable[[DataFile], tuple[int | None, int | None]]:
+    """Of a data file: the months (``year * 12 + month - 1``) of its first and last day, from its statistics."""
     field = table.schema().find_field("date")
 
-    def month(f: DataFile) -> int | None:
-        lower = (f.lower_bounds or {}).get(field.field_id)
-        if lower is None:
+    def month(bound: bytes | None) -> int | None:
+        if bound is None:
             return None
-        day = dt.date(1970, 1, 1) + dt.timedelta(days=from_bytes(field.field_type, lower))
+        day = dt.date(1970, 1, 1) + dt.timedelta(days=from_bytes(field.field_type, bound))
         return day.year * 12 + day.month - 1
 
-    return month
+    def months(f: DataFile) -> tuple[int | None, int | None]:
+        return month((f.lower_bounds or {}).get(field.field_id)), month((f.upper_bounds or {}).get(field.field_id))
+
+    return months
 
 
 def _pieces(rows: pa.Table, t: schema.Table) -> list[pa.Table]:
