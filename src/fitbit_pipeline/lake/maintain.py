@@ -113,23 +113,34 @@ def compact(table: IcebergTable, t: schema.Table, op_id: str, target_bytes: int 
         for batch in _bins(sorted(files, key=lambda f: f.file_path), target_bytes):
             if len(batch) < 2 and len(set(months(batch[0]))) < 2:  # one file, and within one month
                 continue
-            rows = pa.concat_tables(_read(f.file_path, t) for f in batch)
-            expected = sum(int(f.record_count) for f in batch)
-            if rows.num_rows != expected:
-                raise RuntimeError(f"{t.name}: read {rows.num_rows} rows of files that hold {expected}")
-            order = "ts" if t.kind == "intraday" else "date"
-            rows = rows.sort_by([("participant_id", "ascending"), (order, "ascending")])
-            for piece in _pieces(rows, t):
-                days = piece["date"].unique()
-                day = days[0].as_py() if len(days) == 1 else None
-                target = data_path(table, t, f"{op_id}-compact-{uuid.uuid4().hex[:12]}.parquet", day)
-                write_parquet(piece, target)
-                added.append(describe(target))
+            added += _rewrite(table, t, batch, op_id, describe)
             removed += batch
     if not removed:
         return 0
     swap_files(table, op_id, removed, added, rows=0)
     return len(removed)
+
+
+def _rewrite(
+    table: IcebergTable, t: schema.Table, batch: list[DataFile], op_id: str, describe: Describer
+) -> list[DataFile]:
+    """The rows of ``batch`` sorted and written as new files (one per month of a daily table). A function of its
+    own so that nothing of one group is still referenced while the next is read (that held a third group's
+    worth of rows at the peak)."""
+    rows = pa.concat_tables(_read(f.file_path, t) for f in batch)
+    expected = sum(int(f.record_count) for f in batch)
+    if rows.num_rows != expected:
+        raise RuntimeError(f"{t.name}: read {rows.num_rows} rows of files that hold {expected}")
+    order = "ts" if t.kind == "intraday" else "date"
+    rows = rows.sort_by([("participant_id", "ascending"), (order, "ascending")])
+    out = []
+    for piece in _pieces(rows, t):
+        days = piece["date"].unique()
+        day = days[0].as_py() if len(days) == 1 else None
+        target = data_path(table, t, f"{op_id}-compact-{uuid.uuid4().hex[:12]}.parquet", day)
+        write_parquet(piece, target)
+        out.append(describe(target))
+    return out
 
 
 def _months(table: IcebergTable) -> Callable[[DataFile], tuple[int | None, int | None]]:
