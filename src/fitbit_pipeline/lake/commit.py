@@ -111,7 +111,7 @@ def write_rows(table: IcebergTable, t: schema.Table, run_id: str, rows: pa.Table
     out = []
     describe = Describer(table)
     for piece in pieces:
-        target = data_path(table, t, f"{run_id}-{uuid.uuid4().hex[:12]}.parquet", _day_of(piece))
+        target = data_path(table, t, f"{run_id}-{uuid.uuid4().hex[:12]}.parquet", day_of(piece))
         write_parquet(piece, target)
         out.append(describe(target))
     return out
@@ -144,7 +144,7 @@ def _replaced(
             if replaced.all():
                 continue
             rest = pf.read(columns=t.columns).filter(pa.array(~replaced))
-        target = data_path(table, t, f"{run_id}-rw-{uuid.uuid4().hex[:12]}.parquet", _day_of(rest))
+        target = data_path(table, t, f"{run_id}-rw-{uuid.uuid4().hex[:12]}.parquet", day_of(rest))
         write_parquet(rest.cast(t.schema), target)
         kept.append(describe(target))
     return removed, kept
@@ -181,7 +181,7 @@ def _added(
             data, won = _winning_rows(part, t, files)
             if won == 0:
                 continue
-        day = _part_day(part) if data is None else _day_of(data)
+        day = _part_day(part) if data is None else day_of(data)
         target = data_path(table, t, f"{run_id}-{posixpath.basename(part)}", day)
         if data is None:
             _link(part, target)
@@ -274,7 +274,7 @@ class Describer:
         )
 
 
-def _day_of(rows: pa.Table) -> dt.date | None:
+def day_of(rows: pa.Table) -> dt.date | None:
     """The single day of a file's rows (intraday files hold one), None for several."""
     days = pc.unique(rows["date"].combine_chunks())
     return days[0].as_py() if len(days) == 1 else None

@@ -8,8 +8,7 @@ and quarantine pruned. The caller holds the lake (no run in progress, see :mod:`
   what it holds of later months is written to files of those months; a file alone in its month is rewritten
   too when it spans several, as the whole-history file an earlier version's compaction left does). A week's
   re-delivered days then rewrite the current month's file, found by its date statistics, not the year's
-  history. The rows are
-  the same: counted before the commit, which is refused otherwise.
+  history. The rows are the same: counted before the commit, which is refused otherwise.
 - **Expiry**: snapshots older than the retention are expired (pyiceberg's ``expire_snapshots``); the current
   snapshot and tagged ones never are.
 - **Orphans**: files below a table's location that no remaining snapshot, manifest or kept metadata file
@@ -40,7 +39,7 @@ from .. import schema
 from ..sources import filesystem, is_local
 from ..transform import write_parquet
 from . import journal
-from .commit import Describer, data_path, swap_files
+from .commit import Describer, data_path, day_of, swap_files
 from .snapshot import MAINTENANCE_PREFIX, data_files
 
 log = logging.getLogger(__name__)
@@ -135,9 +134,7 @@ def _rewrite(
     rows = rows.sort_by([("participant_id", "ascending"), (order, "ascending")])
     out = []
     for piece in _pieces(rows, t):
-        days = piece["date"].unique()
-        day = days[0].as_py() if len(days) == 1 else None
-        target = data_path(table, t, f"{op_id}-compact-{uuid.uuid4().hex[:12]}.parquet", day)
+        target = data_path(table, t, f"{op_id}-compact-{uuid.uuid4().hex[:12]}.parquet", day_of(piece))
         write_parquet(piece, target)
         out.append(describe(target))
     return out
