@@ -26,6 +26,7 @@ from fitbit_pipeline import pipeline, schema
 from fitbit_pipeline.sql import Names, placeholders
 
 from .pg_server import PostgresServer, create_database, postgres_bindir
+from .s3_support import moto_port  # noqa: F401 - a fixture of the S3 and Redshift tests
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import http.client
+import pathlib
 import socket
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
 
 SLOW_DOWN = (
     b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
@@ -18,6 +22,31 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def moto_port() -> Iterator[int]:
+    """A moto S3 server on a free loopback port, for the tests of one module."""
+    moto_server = pytest.importorskip("moto.server")
+    port = free_port()
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield port
+    server.stop()
+
+
+def use_s3_endpoint(monkeypatch: pytest.MonkeyPatch, port: int, tmp_path: pathlib.Path) -> None:
+    """Point boto3, s3fs and the pipeline at the endpoint through the standard AWS settings."""
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "FITBIT_S3_MAX_ATTEMPTS": "10",
+        # an s3:// lake needs a catalog every run reaches: here a SQL catalog in a local file
+        "FITBIT_ICEBERG_CATALOG_URI": f"sqlite:///{tmp_path}/catalog.db",
+    }.items():
+        monkeypatch.setenv(k, v)
 
 
 class FaultProxy:

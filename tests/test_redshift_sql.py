@@ -5,10 +5,14 @@ dialects agree; connection settings; and a live test when a Redshift cluster is 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import posixpath
 import uuid
 
+import boto3
 import psycopg
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import sqlglot
 from sqlglot import exp
@@ -17,8 +21,10 @@ from sqlglot.errors import ErrorLevel
 from fitbit_pipeline import pipeline, schema
 from fitbit_pipeline.derived_sql import derived_statements
 from fitbit_pipeline.errors import ConfigError
+from fitbit_pipeline.lake import Lake
 from fitbit_pipeline.sample_data import generate
-from fitbit_pipeline.sql import Names, copy_credentials, ident, literal, placeholders
+from fitbit_pipeline.sources import filesystem
+from fitbit_pipeline.sql import Names, copy_credentials, ident, literal, placeholders, sql_type
 from fitbit_pipeline.transform import iter_parts
 from fitbit_pipeline.warehouse import open_warehouse
 from fitbit_pipeline.warehouse.base import AccountingError, Warehouse
@@ -32,6 +38,7 @@ from fitbit_pipeline.warehouse.redshift_backend import (
 )
 
 from .conftest import Env, create_unpartitioned_intraday
+from .s3_support import use_s3_endpoint
 
 ROLE = "arn:aws:iam::123456789012:role/fitbit-copy"
 HOSTILE_SCHEMA = 'Zoë\'s "study"; DROP SCHEMA rural;--'
@@ -102,6 +109,11 @@ def test_copy_of_every_staged_table_names_its_prefix_and_parquet(schema_name) ->
         params = {p.this.name.upper(): p.args.get("expression") for p in copy.args["params"]}
         assert params["FORMAT"].name.upper() == "PARQUET"
         assert copy.args["credentials"].args["iam_role"].this == ROLE
+    url = f"{lake}/staging/run_id={RUN}/_redshift/intraday_heart.manifest"
+    from_manifest = parse(names.copy_from_s3("intraday_heart", url, copy_credentials(ROLE), manifest=True))
+    assert table_of(from_manifest.this) == (schema_name, "intraday_heart")
+    assert [f.this for f in from_manifest.args["files"]] == [url]
+    assert {p.this.name.upper() for p in from_manifest.args["params"]} == {"FORMAT", "MANIFEST"}
     default_role = parse(names.copy_from_s3("stg_x", "s3://b/p/", copy_credentials("default")))
     assert "IAM_ROLE DEFAULT" in default_role.sql("redshift").upper()
     keys = names.copy_from_s3("stg_x", "s3://b/p/", copy_credentials(access_key_id="AKIA1", secret_access_key="s'k"))
@@ -150,31 +162,76 @@ def test_merge_is_the_shared_statements_after_a_lock(schema_name) -> None:
 # ---- transaction logic on PostgreSQL ---------------------------------------------------------------
 
 
-def _staged(env: Env) -> pipeline.Plan:
+def _staged(env: Env, lake: str | None = None) -> pipeline.Plan:
     """Tables, and the run's staging loaded, by the PostgreSQL backend (Redshift DDL/COPY cannot run there):
-    every ``stg_*`` table, the data rows too, as Redshift stages them (the PostgreSQL backend itself stages no
-    data rows)."""
+    the ``stg_*`` tables Redshift stages (not the data rows, which its merge copies from the lake)."""
     with open_warehouse(env.target, "rural") as wh:
         create_unpartitioned_intraday(wh.execute)  # as Redshift's tables: the merge inserts into them
-        plan = pipeline.plan_run(str(env.source), str(env.lake), wh)
+        plan = pipeline.plan_run(str(env.source), lake or str(env.lake), wh)
         pipeline.transform_run(plan, workers=1)
+        data = {t.name for t in schema.DATA_TABLES}
         parts = {t.name: list(iter_parts(plan.staging_uri, t.name)) for t in schema.STAGED_TABLES}
         with wh.transaction():
-            Warehouse.load_staging(wh, parts)
+            Warehouse.load_staging(wh, {name: p for name, p in parts.items() if name not in data})
     return plan
 
 
-def _redshift_on(url: str) -> RedshiftWarehouse:
-    return RedshiftWarehouse(psycopg.connect(url), "rural", settings=_settings(), placeholder="%s")
+class RedshiftOnPostgres(RedshiftWarehouse):
+    """The Redshift backend on a PostgreSQL connection. PostgreSQL cannot run ``COPY ... FROM 's3://...'
+    MANIFEST``, so this one method does what Redshift does with it: read the manifest object from the S3
+    endpoint, require each entry's ``content_length`` to be its object's size, and load the listed Parquet
+    files in order, columns by position (Redshift's rule for Parquet), in the same transaction."""
+
+    manifests: list[dict]
+
+    def _copy_manifest(self, table_name: str, manifest: str, files) -> int:
+        fs, path = filesystem(manifest)
+        listed = json.loads(fs.cat_file(path))["entries"]
+        type(self).manifests.append({"url": manifest, "table": table_name, "entries": listed})
+        copied = 0
+        with self.con.cursor() as cur, cur.copy(f"COPY {self.names.q(table_name)} FROM STDIN") as copy:
+            for entry in listed:
+                assert entry["mandatory"] is True
+                fs, path = filesystem(entry["url"])
+                assert entry["meta"]["content_length"] == fs.size(path)
+                with fs.open(path, "rb") as fh:
+                    for row in pq.read_table(fh).to_pylist():
+                        copy.write_row(tuple(row.values()))
+                        copied += 1
+        return copied
 
 
-def test_redshift_merge_transaction_on_postgres_matches_the_postgres_backend(make_env, tmp_path) -> None:
+def _redshift_on(url: str, **settings) -> RedshiftWarehouse:
+    RedshiftOnPostgres.manifests = []
+    return RedshiftOnPostgres(psycopg.connect(url), "rural", settings=_settings(**settings), placeholder="%s")
+
+
+def _bucket(port: int) -> tuple[object, str]:
+    client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1")
+    bucket = f"rs-{uuid.uuid4().hex[:8]}"
+    client.create_bucket(Bucket=bucket)
+    return client, bucket
+
+
+@pytest.mark.parametrize("lake_kind", ["local", "s3"])
+def test_redshift_merge_transaction_on_postgres_matches_the_postgres_backend(
+    make_env, tmp_path, moto_port, monkeypatch, lake_kind
+) -> None:
+    """The merge deletes the replaced participant-days and COPYs the lake files of the run from a manifest:
+    a local lake's files through REDSHIFT_TEMP_DIR (removed afterwards), an S3 lake's in place with the
+    manifest in the run's staging. A table whose columns are in another order loads through its stg_ twin."""
+    use_s3_endpoint(monkeypatch, moto_port, tmp_path)
+    client, bucket = _bucket(moto_port)
     source = tmp_path / "input"
     generate(source, participants=2, days=2, seed=21)
     via_redshift, via_postgres = make_env("rs", "postgres"), make_env("pg", "postgres")
     via_redshift.source_dir = via_postgres.source_dir = source
-    plan = _staged(via_redshift)
-    with _redshift_on(via_redshift.target) as wh:
+    lake = f"s3://{bucket}/lake" if lake_kind == "s3" else None
+    plan = _staged(via_redshift, lake)
+    reordered = schema.BY_NAME["daily_steps"]  # as an older warehouse that got a column added at the end
+    columns = ", ".join(f"{ident(f.name)} {sql_type(f.type, 'postgres', f.name)}" for f in reversed(reordered.schema))
+    via_redshift.execute(f"DROP TABLE rural.daily_steps; CREATE TABLE rural.daily_steps ({columns})")
+    with _redshift_on(via_redshift.target, redshift_temp_dir=f"s3://{bucket}/tmp") as wh:
         inserted = pipeline.merge_run(plan, wh)
         assert wh.query(f"SELECT COUNT(*) FROM {wh.names.q('pipeline_deliveries')}") == [(2 * 2 * 6,)]
         assert inserted["intraday_steps"] == 2 * 2 * 1440
@@ -185,11 +242,26 @@ def test_redshift_merge_transaction_on_postgres_matches_the_postgres_backend(mak
         wh.record_run(plan.run_id, [row, {**row, "activity": "steps", "message": None}])
         assert wh.recent_runs(5).to_pylist()[0]["message"] == "it's ? %s"
         assert wh.file_stats(plan.run_id)
-    assert via_postgres.run().status == "succeeded"
+    with monkeypatch.context() as m:
+        m.delenv("FITBIT_ICEBERG_CATALOG_URI")  # its local lake has its own catalog
+        assert via_postgres.run().status == "succeeded"
     for t in schema.ALL_TABLES:
         if t not in (schema.PIPELINE_RUNS, schema.PIPELINE_LAKE_STATE):  # lake snapshot ids are random
             exclude = ("run_id", "processed_at")
             assert via_redshift.rows(t.name, exclude=exclude) == via_postgres.rows(t.name, exclude=exclude), t.name
+    the_lake = Lake(lake or str(via_redshift.lake), "rural")
+    manifests = {m["table"]: m for m in RedshiftOnPostgres.manifests}
+    assert set(manifests) == {t.name for t in schema.DATA_TABLES if t is not reordered} | {reordered.staging_name}
+    for t in schema.DATA_TABLES:
+        m = manifests[t.staging_name if t is reordered else t.name]
+        added = the_lake.added(plan.run_id)[t.name]
+        if lake:  # the lake's own files, the manifest kept with the run's staging
+            assert [e["url"] for e in m["entries"]] == added
+            assert m["url"] == f"{plan.staging_uri}/_redshift/{t.name}.manifest"
+        else:
+            assert [posixpath.basename(e["url"]) for e in m["entries"]] == [posixpath.basename(f) for f in added]
+            assert m["url"].startswith(f"s3://{bucket}/tmp/fitbit-pipeline/")
+    assert client.list_objects_v2(Bucket=bucket, Prefix="tmp/").get("KeyCount", 0) == 0  # uploads removed
 
 
 def test_redshift_transaction_rolls_back_on_postgres(make_env) -> None:
@@ -201,10 +273,12 @@ def test_redshift_transaction_rolls_back_on_postgres(make_env) -> None:
         with pytest.raises(AccountingError):
             pipeline.merge_run(plan, wh)
         assert wh._depth == 0
+        staged = wh.query("SELECT COUNT(*) FROM rural.stg_pipeline_files")
+        assert staged[0][0] > 0
         with pytest.raises(ZeroDivisionError), wh.transaction(), wh.transaction():  # nested joins the outer one
-            wh.execute("DELETE FROM rural.stg_intraday_steps")
+            wh.execute("DELETE FROM rural.stg_pipeline_files")
             _ = 1 / 0
-        assert wh.query("SELECT COUNT(*) FROM rural.stg_intraday_steps") == [(1440,)]
+        assert wh.query("SELECT COUNT(*) FROM rural.stg_pipeline_files") == staged
     assert env.sql("SELECT COUNT(*) FROM rural.intraday_steps") == [(0,)]
     assert env.sql("SELECT COUNT(*) FROM rural.pipeline_files") == [(0,)]
 

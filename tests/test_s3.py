@@ -14,37 +14,18 @@ from fitbit_pipeline import pipeline
 from fitbit_pipeline.lake import Lake
 from fitbit_pipeline.sample_data import generate
 
-from .s3_support import FaultProxy, free_port
+from .s3_support import FaultProxy, use_s3_endpoint
 
 boto3 = pytest.importorskip("boto3")
-moto_server = pytest.importorskip("moto.server")
 s3fs = pytest.importorskip("s3fs")
 
 MDH = ("RK.5B1C2F9A.RURAL Study_20240304-20240306.zip", "RK.5B1C2F9A.RURAL Study_20240306-20240308.zip")
 
 
-@pytest.fixture(scope="module")
-def moto_port():
-    port = free_port()
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield port
-    server.stop()
-
-
 @pytest.fixture
 def s3(moto_port, monkeypatch, tmp_path):
     """Fresh buckets on the endpoint; the pipeline reaches it through the standard AWS settings."""
-    for k, v in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}",
-        "FITBIT_S3_MAX_ATTEMPTS": "10",
-        # an s3:// lake needs a catalog every run reaches: here a SQL catalog in a local file
-        "FITBIT_ICEBERG_CATALOG_URI": f"sqlite:///{tmp_path}/catalog.db",
-    }.items():
-        monkeypatch.setenv(k, v)
+    use_s3_endpoint(monkeypatch, moto_port, tmp_path)
     suffix = uuid.uuid4().hex[:8]
     raw, lake = f"raw-{suffix}", f"lake-{suffix}"
     client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{moto_port}", region_name="us-east-1")

@@ -226,11 +226,13 @@ class Names:
         kind = "binary" if binary else "csv"
         return f"COPY {self.q(table_name)} ({', '.join(ident(c) for c in columns)}) FROM STDIN (FORMAT {kind})"
 
-    def copy_from_s3(self, table_name: str, prefix: str, credentials: str) -> str:
-        """Redshift bulk load of every Parquet file below an S3 prefix (columns by position)."""
+    def copy_from_s3(self, table_name: str, prefix: str, credentials: str, *, manifest: bool = False) -> str:
+        """Redshift bulk load of every Parquet file below an S3 prefix, or (``manifest``) of the files a
+        manifest object lists; columns by position."""
         if not prefix.startswith("s3://"):
-            raise ValueError("Redshift loads staging from an s3:// prefix")
-        return f"COPY {self.q(table_name)} FROM {literal(prefix)} {credentials} FORMAT AS PARQUET"
+            raise ValueError("Redshift loads Parquet from s3:// only")
+        tail = " MANIFEST" if manifest else ""
+        return f"COPY {self.q(table_name)} FROM {literal(prefix)} {credentials} FORMAT AS PARQUET{tail}"
 
     def insert_values(self, table: Table, rows: int) -> str:
         """A multi-row ``INSERT ... VALUES`` with bound parameters (small tables only)."""
@@ -288,12 +290,12 @@ class Names:
             [t.activity],
         )
 
-    def insert_staged(self, t: Table) -> tuple[str, list[object]]:
-        """Insert the staged rows of ``t`` that come from winning files."""
+    def insert_staged(self, t: Table, *, every_row: bool = False) -> tuple[str, list[object]]:
+        """Insert the staged rows of ``t`` that come from winning files (``every_row``: all of them)."""
+        winning = f" WHERE EXISTS (SELECT 1 FROM {ident('_fitbit_winners')} w WHERE w.source_file = s.source_file)"
         return (
             f"INSERT INTO {self.q(t.name)} ({self.column_list(t)}) SELECT {self.column_list(t, 's')} "
-            f"FROM {self.q(t.staging_name)} s "
-            f"WHERE EXISTS (SELECT 1 FROM {ident('_fitbit_winners')} w WHERE w.source_file = s.source_file)",
+            f"FROM {self.q(t.staging_name)} s" + ("" if every_row else winning),
             [],
         )
 

@@ -1,4 +1,6 @@
-"""Amazon Redshift: staging COPY'd from the run's staging Parquet in S3, the shared merge in one transaction.
+"""Amazon Redshift: the run's small staging tables COPY'd from its staging Parquet in S3; in the merge
+transaction the replaced participant-days deleted and the lake files holding the run's rows COPY'd straight
+into the data tables from a manifest.
 
 Connects with ``redshift_connector`` (password, or IAM: ``iam=True`` with a cluster identifier or a
 serverless workgroup, so no password need exist). Settings come from the environment / ``.env``
@@ -9,6 +11,7 @@ Merges are serialised with ``LOCK`` on ``pipeline_deliveries`` (Redshift has no 
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -25,9 +28,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .. import schema
 from ..errors import ConfigError, scrub, scrub_url
+from ..lake.paths import staging_uri
 from ..schema import Table
+from ..sources import filesystem
 from ..sql import Names, copy_credentials, placeholders
-from .base import MergeResult, Warehouse
+from .base import LakeApply, MergeResult, Warehouse
 from .postgres_backend import rows_to_arrow
 
 log = logging.getLogger(__name__)
@@ -77,7 +82,7 @@ class RedshiftSettings(BaseSettings):
     redshift_workgroup: str | None = Field(None, description="Redshift Serverless workgroup (IAM)")
     redshift_region: str | None = Field(None, description="AWS region (default AWS_REGION)")
     aws_region: str | None = None
-    redshift_temp_dir: str | None = Field(None, description="s3:// temp location (local staging is uploaded here)")
+    redshift_temp_dir: str | None = Field(None, description="s3:// folder a local lake's files are put in for COPY")
     fitbit_redshift_iam_role: str | None = Field(None, description="role ARN COPY assumes, or 'default'")
     fitbit_redshift_connection: str = Field("redshift_default", description="Airflow connection id")
 
@@ -206,6 +211,17 @@ def staging_prefix(table_name: str, parts: Sequence[str]) -> str | None:
     return None
 
 
+def _size(url: str) -> int:
+    fs, path = filesystem(url)
+    return int(fs.size(path))
+
+
+def _manifest_body(entries: Sequence[tuple[str, int]]) -> bytes:
+    """A Redshift COPY manifest: every file ``mandatory`` with the ``content_length`` a Parquet COPY needs."""
+    listed = [{"url": url, "mandatory": True, "meta": {"content_length": size}} for url, size in entries]
+    return json.dumps({"entries": listed}).encode()
+
+
 def describe(kw: dict[str, Any]) -> str:
     """Where a connection goes, for messages (never the password)."""
     where = kw.get("host") or kw.get("serverless_work_group") or kw.get("cluster_identifier")
@@ -230,6 +246,7 @@ class RedshiftWarehouse(Warehouse):
         self.con.autocommit = True
         self._depth = 0
         self._uploaded: list[str] = []
+        self._lake: str | None = None
 
     @classmethod
     def connect(cls, target: str, schema_name: str, settings: RedshiftSettings | None = None) -> RedshiftWarehouse:
@@ -294,11 +311,12 @@ class RedshiftWarehouse(Warehouse):
         self._depth = 0
         self._run("COMMIT")
 
-    def load_table(self, table_name: str, parts: Sequence[str]) -> None:
-        """``COPY ... FROM 's3://.../staging/run_id=.../<table>/' ... FORMAT AS PARQUET``."""
-        prefix = staging_prefix(table_name, parts) or self._upload(table_name, parts)
+    def load_table(self, table_name: str, parts: Sequence[str], *, manifest: str | None = None) -> None:
+        """``COPY ... FROM 's3://.../staging/run_id=.../<table>/' ... FORMAT AS PARQUET``, or from the
+        ``manifest`` object listing ``parts``."""
+        prefix = manifest or staging_prefix(table_name, parts) or self._upload(table_name, parts)
         secrets = self._credentials()
-        statement = self.names.copy_from_s3(table_name, prefix, secrets[0])
+        statement = self.names.copy_from_s3(table_name, prefix, secrets[0], manifest=manifest is not None)
         quiet = logging.getLogger("redshift_connector")
         level = quiet.level
         quiet.setLevel(max(level, logging.INFO))  # the driver's DEBUG log would show the statement
@@ -322,13 +340,74 @@ class RedshiftWarehouse(Warehouse):
         self.con.close()
 
     # -- Redshift specifics ---------------------------------------------------------------
+    def follow_lake(self, lake_uri: str) -> None:
+        self._lake = lake_uri  # an S3 lake's run staging holds the COPY manifests
+
     def load_staging(self, parts_by_table: dict[str, list[str]]) -> None:
-        """Replace the ``stg_*`` tables in one transaction."""
+        """Replace the ``stg_*`` tables in one transaction. The data rows are not staged: the merge copies
+        them from the lake (:meth:`apply_data`)."""
+        data = {t.name for t in schema.DATA_TABLES}
         try:
             with self.transaction():
-                super().load_staging(parts_by_table)
+                super().load_staging({name: parts for name, parts in parts_by_table.items() if name not in data})
         finally:
             self._remove_uploads()
+
+    def loads_lake_files(self) -> bool:
+        return True
+
+    def apply_data(self, lake: LakeApply) -> dict[str, int]:
+        """Per data table: delete the participant-days the winners replace, then ``COPY`` the lake files that
+        hold the run's rows (``LakeApply.added``) into the table from a manifest listing exactly them."""
+        inserted: dict[str, int] = {}
+        try:
+            for t in schema.DATA_TABLES:
+                self.execute(*self.names.delete_replaced(t))
+                files = lake.added.get(t.name, [])
+                inserted[t.name] = self._copy_lake_files(t, lake.run_id, files) if files else 0
+        finally:
+            self._remove_uploads()
+        return inserted
+
+    def _copy_lake_files(self, t: Table, run_id: str, files: Sequence[str]) -> int:
+        """Rows of ``files`` copied into ``t``. A Parquet COPY maps columns by position, so a table whose
+        columns are not in the lake's order (a column added to an older warehouse) is loaded through its
+        empty ``stg_`` twin and an ``INSERT ... SELECT`` by name."""
+        manifest = self._manifest(t.name, run_id, files)
+        if self._column_order(t.name) == list(t.columns):
+            return self._copy_manifest(t.name, manifest, files)
+        self.execute(f"DELETE FROM {self.names.q(t.staging_name)}")
+        self._copy_manifest(t.staging_name, manifest, files)
+        return self.execute(*self.names.insert_staged(t, every_row=True))
+
+    def _copy_manifest(self, table_name: str, manifest: str, files: Sequence[str]) -> int:
+        """``COPY ... FROM '<manifest>' ... FORMAT AS PARQUET MANIFEST``; the rows it loaded."""
+        self.load_table(table_name, files, manifest=manifest)
+        return int(self.query("SELECT pg_last_copy_count()")[0][0])
+
+    def _column_order(self, table_name: str) -> list[str]:
+        rows = self.query(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
+            "ORDER BY ordinal_position",
+            [self.names.schema, table_name],
+        )
+        return [str(r[0]) for r in rows]
+
+    def _manifest(self, table_name: str, run_id: str, files: Sequence[str]) -> str:
+        """Write the COPY manifest of ``files`` (uploaded to ``REDSHIFT_TEMP_DIR`` first when local); its URL.
+
+        Every entry is ``mandatory`` (a missing file fails the COPY, never loads less) and carries the
+        ``content_length`` a Parquet COPY from a manifest requires. An S3 lake's manifests stay in the run's
+        staging folder (pruned with it); a local lake's go to the temporary folder and are removed."""
+        if self._lake and self._lake.startswith("s3://") and all(f.startswith("s3://") for f in files):
+            entries = [(f, _size(f)) for f in files]
+            url = posixpath.join(staging_uri(self._lake, run_id), "_redshift", f"{table_name}.manifest")
+            fs, path = filesystem(url)
+            fs.pipe_file(path, _manifest_body(entries))
+            return url
+        prefix = self._upload(table_name, files)
+        entries = [(prefix + posixpath.basename(f), _size(f)) for f in files]
+        return self._put_temp(prefix + "_manifest", _manifest_body(entries))
 
     def merge(self, run_id: str, *args: Any, **kwargs: Any) -> MergeResult:
         """The shared merge in one transaction that first locks ``pipeline_deliveries``."""
@@ -364,21 +443,31 @@ class RedshiftWarehouse(Warehouse):
         return self.settings.redshift_region or self.settings.aws_region
 
     def _upload(self, table_name: str, parts: Sequence[str]) -> str:
+        """Copy ``parts`` (local or S3) into a new folder of ``REDSHIFT_TEMP_DIR``; its ``s3://`` prefix."""
         temp = self.settings.redshift_temp_dir
         if not temp or not temp.startswith("s3://"):
             raise RuntimeError(
-                "Redshift loads staging from S3: put the lake in S3 (FITBIT_DEST_BUCKET) or set REDSHIFT_TEMP_DIR "
+                "Redshift loads from S3: put the lake in S3 (FITBIT_DEST_BUCKET) or set REDSHIFT_TEMP_DIR "
                 "to an s3:// folder the cluster can read"
             )
+        bucket, _, key = temp[len("s3://") :].partition("/")
+        prefix = f"s3://{bucket}/" + posixpath.join(key.strip("/"), "fitbit-pipeline", uuid.uuid4().hex, table_name)
+        for part in parts:
+            fs, path = filesystem(part)
+            with fs.open(path, "rb") as fh:
+                self._put_temp(f"{prefix}/{posixpath.basename(part)}", fh)
+        return prefix + "/"
+
+    def _put_temp(self, url: str, body: Any) -> str:
+        """Put ``body`` (bytes or a binary file) at the ``s3://`` ``url``, removed when the load ends."""
         import boto3
 
-        bucket, _, key = temp[len("s3://") :].partition("/")
-        key = posixpath.join(key.strip("/"), "fitbit-pipeline", uuid.uuid4().hex, table_name)
-        s3 = boto3.client("s3", region_name=self._region())
-        for part in parts:
-            s3.upload_file(part, bucket, f"{key}/{posixpath.basename(part)}")
-            self._uploaded.append(f"{bucket}/{key}/{posixpath.basename(part)}")
-        return f"s3://{bucket}/{key}/"
+        bucket, _, key = url[len("s3://") :].partition("/")
+        boto3.client("s3", region_name=self._region()).upload_fileobj(
+            io.BytesIO(body) if isinstance(body, bytes) else body, bucket, key
+        )
+        self._uploaded.append(f"{bucket}/{key}")
+        return url
 
     def _remove_uploads(self) -> None:
         if not self._uploaded:
