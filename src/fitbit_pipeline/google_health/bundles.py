@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import replace
 
-from ..layouts import LayoutError, match
+from ..layouts import LAYOUTS, LayoutError, match
 from ..sources import SourceDoc, delivery_of
 
 # Google Health deliveries rank above any Fitbit Web API delivery of the same participant-day-activity:
@@ -27,6 +27,8 @@ PRECEDENCE_END = dt.date(9999, 12, 31)
 
 
 def _key(doc: SourceDoc) -> tuple[str, str, str, str, str] | None:
+    if not LAYOUTS["google-health"].search(doc.logical_path):  # one pattern first: a listing is mostly other files
+        return None
     try:
         info = match(doc.logical_path)
     except LayoutError:
