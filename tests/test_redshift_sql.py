@@ -184,7 +184,7 @@ class RedshiftOnPostgres(RedshiftWarehouse):
 
     manifests: list[dict]
 
-    def _copy_manifest(self, table_name: str, manifest: str, files) -> int:
+    def _copy_manifest(self, table_name: str, manifest: str) -> int:
         fs, path = filesystem(manifest)
         listed = json.loads(fs.cat_file(path))["entries"]
         type(self).manifests.append({"url": manifest, "table": table_name, "entries": listed})

@@ -312,8 +312,8 @@ class RedshiftWarehouse(Warehouse):
         self._run("COMMIT")
 
     def load_table(self, table_name: str, parts: Sequence[str], *, manifest: str | None = None) -> None:
-        """``COPY ... FROM 's3://.../staging/run_id=.../<table>/' ... FORMAT AS PARQUET``, or from the
-        ``manifest`` object listing ``parts``."""
+        """``COPY ... FROM 's3://.../staging/run_id=.../<table>/' ... FORMAT AS PARQUET``, or (``manifest``)
+        from the files that manifest object lists, ``parts`` then unused."""
         prefix = manifest or staging_prefix(table_name, parts) or self._upload(table_name, parts)
         secrets = self._credentials()
         statement = self.names.copy_from_s3(table_name, prefix, secrets[0], manifest=manifest is not None)
@@ -375,14 +375,14 @@ class RedshiftWarehouse(Warehouse):
         empty ``stg_`` twin and an ``INSERT ... SELECT`` by name."""
         manifest = self._manifest(t.name, run_id, files)
         if self._column_order(t.name) == list(t.columns):
-            return self._copy_manifest(t.name, manifest, files)
+            return self._copy_manifest(t.name, manifest)
         self.execute(f"DELETE FROM {self.names.q(t.staging_name)}")
-        self._copy_manifest(t.staging_name, manifest, files)
+        self._copy_manifest(t.staging_name, manifest)
         return self.execute(*self.names.insert_staged(t, every_row=True))
 
-    def _copy_manifest(self, table_name: str, manifest: str, files: Sequence[str]) -> int:
+    def _copy_manifest(self, table_name: str, manifest: str) -> int:
         """``COPY ... FROM '<manifest>' ... FORMAT AS PARQUET MANIFEST``; the rows it loaded."""
-        self.load_table(table_name, files, manifest=manifest)
+        self.load_table(table_name, [], manifest=manifest)
         return int(self.query("SELECT pg_last_copy_count()")[0][0])
 
     def _column_order(self, table_name: str) -> list[str]:
