@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import pickle
 import uuid
 import zipfile
 from pathlib import Path
@@ -302,3 +303,39 @@ def test_an_s3_outage_during_the_commit_fails_clearly_and_the_next_run_completes
     # the failed attempt was completed by the next run's recovery (recorded as succeeded), which then found nothing new
     assert runs == {"succeeded": 1, "nothing-new": 1}
     assert s3.sql("SELECT COUNT(*) FROM rural.pipeline_files WHERE status <> 'loaded'") == [(0,)]
+
+
+def test_the_fetch_concurrency_a_run_sets_reaches_its_workers(s3, tmp_path, moto_port, monkeypatch) -> None:
+    """``FITBIT_S3_CONCURRENCY`` is read when a worker fetches, not when the fork server imported the module:
+    a value changed between two runs of one process bounds the second run's requests (2 workers x 1)."""
+    generate(tmp_path / "gen", participants=2, days=2, seed=8)
+    s3.put_tree(tmp_path / "gen")
+    in_flight = {}
+    for concurrency in ("16", "1"):
+        monkeypatch.setenv("FITBIT_S3_CONCURRENCY", concurrency)
+        with FaultProxy(moto_port, slowdown_every=10**6, reset_every=10**6) as proxy:
+            monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{proxy.port}")
+            lake, warehouse = tmp_path / f"lake-{concurrency}", tmp_path / f"wh-{concurrency}.duckdb"
+            s = pipeline.run(s3.source, str(lake), str(warehouse), "rural", workers=2)  # only the source is on S3
+        assert s.status == "succeeded" and s.totals["files_loaded"] == 24
+        in_flight[concurrency] = proxy.max_in_flight
+    assert in_flight["16"] > 2 and in_flight["1"] <= 2
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "many", "1.5"])
+def test_a_bad_s3_setting_is_a_configuration_error_naming_it(s3, value, monkeypatch) -> None:
+    from fitbit_pipeline import preflight, sources
+    from fitbit_pipeline.errors import ConfigError, exit_code
+
+    checks = {  # where each is read first: the run's preflight of its source, the S3 filesystem's options
+        "FITBIT_S3_CONCURRENCY": lambda: preflight.check_source(s3.source, "FITBIT_SOURCE"),
+        "FITBIT_S3_MAX_ATTEMPTS": lambda: sources.storage_options(s3.source),
+    }
+    for name, check in checks.items():
+        monkeypatch.setenv(name, value)
+        with pytest.raises(ConfigError, match=name) as caught:
+            check()
+        assert exit_code(caught.value) == 2
+        again = pickle.loads(pickle.dumps(caught.value))  # as it crosses the transform's process pool
+        assert type(again) is ConfigError and again.setting == name and str(again) == str(caught.value)
+        monkeypatch.delenv(name)

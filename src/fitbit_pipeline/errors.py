@@ -33,7 +33,10 @@ class ConfigError(SafeError):
 
     def __init__(self, setting: str, problem: str) -> None:
         super().__init__(f"{setting}: {problem}")
-        self.setting = setting
+        self.setting, self.problem = setting, problem
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # crosses the transform's process pool intact
+        return type(self), (self.setting, self.problem)
 
 
 class WarehouseBusy(SafeError):

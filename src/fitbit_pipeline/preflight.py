@@ -13,7 +13,7 @@ import tempfile
 from typing import Any
 
 from .errors import ConfigError, mask_url
-from .sources import is_local
+from .sources import fetch_concurrency, is_local
 
 S3_CONNECT_TIMEOUT_S = 5
 S3_READ_TIMEOUT_S = 10
@@ -48,6 +48,7 @@ def check_source(uri: str, setting: str) -> None:
         if not has_local_files(path):
             raise ConfigError(setting, f"the source {uri} holds no files")
         return
+    fetch_concurrency()  # a bad value stops the run here, not in every transform worker
     bucket, key = _bucket_key(uri, setting)
     prefix = key.rstrip("/") + "/" if key else ""
     answer = _s3_call(setting, uri, "list_objects_v2", Bucket=bucket, Prefix=prefix, MaxKeys=1)

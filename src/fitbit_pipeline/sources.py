@@ -20,6 +20,7 @@ from typing import Any
 
 import fsspec
 
+from .errors import ConfigError
 from .layouts import export_end_date
 
 MAX_MEMBER_BYTES = 1 << 30  # uncompressed size of one zip member
@@ -78,7 +79,7 @@ def storage_options(uri: str) -> dict[str, Any]:
         return {}
     opts: dict[str, Any] = {
         "config_kwargs": {
-            "retries": {"max_attempts": int(os.environ.get("FITBIT_S3_MAX_ATTEMPTS", "8")), "mode": "adaptive"},
+            "retries": {"max_attempts": env_count("FITBIT_S3_MAX_ATTEMPTS", 8), "mode": "adaptive"},
             "connect_timeout": 10,
             "read_timeout": 60,
         },
@@ -164,7 +165,24 @@ def marked(doc: SourceDoc, rule_id: str, why: str) -> SourceDoc:
     return replace(doc, fingerprint=f"{rule_id}:{doc.fingerprint}", error=why, rule_id=rule_id)
 
 
-FETCH_CONCURRENCY = int(os.environ.get("FITBIT_S3_CONCURRENCY", "16"))  # requests in flight per worker
+def env_count(name: str, default: int) -> int:
+    """The positive whole number in environment variable ``name`` (``default`` when unset or empty), read when
+    called: a transform worker sees the value its run handed it, not the one its fork server started with."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(name, f"expected a whole number of at least 1, got {raw!r}")
+    return value
+
+
+def fetch_concurrency() -> int:
+    """Loose objects fetched at once per transform worker (``FITBIT_S3_CONCURRENCY``, default 16)."""
+    return env_count("FITBIT_S3_CONCURRENCY", 16)
 
 
 class ArchiveError(ValueError):
@@ -383,14 +401,14 @@ class Reader:
 
     def prefetch(self, docs: Sequence[SourceDoc]) -> None:
         """Fetch the loose objects among ``docs`` concurrently (object stores only; at most
-        ``FETCH_CONCURRENCY`` requests in flight); :meth:`read` then takes them from memory. A chunk is
+        :func:`fetch_concurrency` requests in flight); :meth:`read` then takes them from memory. A chunk is
         bounded in bytes, so is this. Zip members are read from their archive by range requests instead."""
         if isinstance(self.fs, fsspec.implementations.local.LocalFileSystem):
             return
         loose = [p for d in docs if d.error is None for p in (d.parts or (d,)) if p.member is None]
         paths = [self.fs._strip_protocol(d.object_path) for d in loose]
         if len(paths) > 1:
-            self._fetched = self.fs.cat(paths, on_error="return", batch_size=FETCH_CONCURRENCY)
+            self._fetched = self.fs.cat(paths, on_error="return", batch_size=fetch_concurrency())
 
     def sample(self, doc: SourceDoc, keep: int) -> tuple[bytes, int, str]:
         """(the first ``keep`` bytes, the size, the SHA-256) of a loose object, streamed: memory stays bounded."""
