@@ -17,7 +17,7 @@ from ..derived_sql import derived_statements
 from ..errors import SafeError
 from ..fitabase.bundles import container
 from ..schema import Table
-from ..sql import Names
+from ..sql import Names, WinnerDays
 
 
 class AccountingError(SafeError):
@@ -229,11 +229,15 @@ class Warehouse(abc.ABC):
         ``stg_*`` data tables, which then stay empty."""
         return False
 
-    def apply_data(self, lake: LakeApply) -> dict[str, int]:
+    def apply_data(self, lake: LakeApply, days: WinnerDays) -> dict[str, int]:
         """Replace the winners' participant-days in the data tables by the run's rows (a warehouse keeping its
-        own copy, inside the merge transaction, after the winners table is made); rows inserted per table.
-        Here from the ``stg_*`` tables."""
-        return self._run_counting(self.names.data_statements())
+        own copy, inside the merge transaction, after the winners table is made; ``days``: the first and last
+        day of the winners per activity); rows inserted per table. Here from the ``stg_*`` tables."""
+        return self._run_counting(self.names.data_statements(days))
+
+    def winner_days(self) -> WinnerDays:
+        """The first and last day of the winners of each activity that has any."""
+        return {str(activity): (first, last) for activity, first, last in self.query(self.names.winner_days())}
 
     def merge(self, run_id: str, lake: LakeApply, valid_day_minutes: int = 600) -> MergeResult:
         """Apply a run the lake has committed, in one transaction; checks the accounting identity.
@@ -251,11 +255,12 @@ class Warehouse(abc.ABC):
             if views:
                 self.refresh_views(lake.files)
             self._run_counting(self.names.winner_statements())
-            inserted = {} if views else self.apply_data(lake)
+            days = self.winner_days()
+            inserted = {} if views else self.apply_data(lake, days)
             self._run_counting(self.names.ledger_statements())
-            days = self.query(f"SELECT MIN(date), MAX(date) FROM {self.names.winners_table()}")[0]
-            if days[0] is not None:
-                self._run_counting(derived_statements(self.names, run_id, valid_day_minutes, (days[0], days[1])))
+            if days:
+                span = (min(first for first, _ in days.values()), max(last for _, last in days.values()))
+                self._run_counting(derived_statements(self.names, run_id, valid_day_minutes, span))
             if views:
                 inserted = dict(lake.rows)
             self._check_accounting(run_id, inserted)

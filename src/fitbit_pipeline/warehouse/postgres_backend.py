@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from .. import schema
 from ..errors import ConfigError, mask_url, scrub_url
 from ..schema import Table
-from ..sql import Names, lock_key, placeholders
+from ..sql import Names, WinnerDays, lock_key, placeholders
 from .base import LakeApply, MergeResult, Warehouse
 
 _DML = re.compile(r"\s*(INSERT|DELETE|UPDATE)\b", re.IGNORECASE)
@@ -298,13 +298,14 @@ class PostgresWarehouse(Warehouse):
     def loads_lake_files(self) -> bool:
         return True
 
-    def apply_data(self, lake: LakeApply) -> dict[str, int]:
+    def apply_data(self, lake: LakeApply, days: WinnerDays) -> dict[str, int]:
         """Per data table: delete the participant-days the winners replace, then copy in the lake files that
         hold the run's rows (once, straight into the production table)."""
         weeks = self._weeks if self._weeks is not None else self._partition_weeks(lake)
         inserted = {}
         for t in schema.DATA_TABLES:
-            self.execute(*self.names.delete_replaced(t))
+            if t.activity in days:
+                self.execute(*self.names.delete_replaced(t, days[t.activity]))
             files = lake.added.get(t.name, [])
             if not files:
                 inserted[t.name] = 0

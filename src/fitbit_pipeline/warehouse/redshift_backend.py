@@ -31,7 +31,7 @@ from ..errors import ConfigError, scrub, scrub_url
 from ..lake.paths import staging_uri
 from ..schema import Table
 from ..sources import filesystem
-from ..sql import Names, copy_credentials, placeholders
+from ..sql import Names, WinnerDays, copy_credentials, placeholders
 from .base import LakeApply, MergeResult, Warehouse
 from .postgres_backend import rows_to_arrow
 
@@ -356,13 +356,14 @@ class RedshiftWarehouse(Warehouse):
     def loads_lake_files(self) -> bool:
         return True
 
-    def apply_data(self, lake: LakeApply) -> dict[str, int]:
+    def apply_data(self, lake: LakeApply, days: WinnerDays) -> dict[str, int]:
         """Per data table: delete the participant-days the winners replace, then ``COPY`` the lake files that
         hold the run's rows (``LakeApply.added``) into the table from a manifest listing exactly them."""
         inserted: dict[str, int] = {}
         try:
             for t in schema.DATA_TABLES:
-                self.execute(*self.names.delete_replaced(t))
+                if t.activity in days:
+                    self.execute(*self.names.delete_replaced(t, days[t.activity]))
                 files = lake.added.get(t.name, [])
                 inserted[t.name] = self._copy_lake_files(t, lake.run_id, files) if files else 0
         finally:
