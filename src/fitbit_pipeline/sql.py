@@ -276,11 +276,13 @@ class Names:
         return out
 
     def data_statements(self, days: WinnerDays) -> list[tuple[str, list[object]]]:
-        """Replace the winners' participant-days in the data tables with their staging rows."""
+        """Replace the winners' participant-days in the data tables with their staging rows (what
+        ``Warehouse.apply_data`` runs on a warehouse loading from its ``stg_`` tables)."""
         out: list[tuple[str, list[object]]] = []
         for t in schema.DATA_TABLES:
             if t.activity in days:
-                out += [self.delete_replaced(t, days[t.activity]), self.insert_staged(t)]
+                out.append(self.delete_replaced(t, days[t.activity]))
+            out.append(self.insert_staged(t))
         return out
 
     def delete_replaced(self, t: Table, days: tuple[dt.date, dt.date]) -> tuple[str, list[object]]:

@@ -230,10 +230,19 @@ class Warehouse(abc.ABC):
         return False
 
     def apply_data(self, lake: LakeApply, days: WinnerDays) -> dict[str, int]:
-        """Replace the winners' participant-days in the data tables by the run's rows (a warehouse keeping its
-        own copy, inside the merge transaction, after the winners table is made; ``days``: the first and last
-        day of the winners per activity); rows inserted per table. Here from the ``stg_*`` tables."""
-        return self._run_counting(self.names.data_statements(days))
+        """Per data table of a warehouse keeping its own copy, inside the merge transaction once the winners
+        table is made: delete the participant-days its activity's winners replace (``days``: their first and
+        last day), then insert the run's rows (:meth:`insert_run_rows`). Rows inserted per table."""
+        inserted: dict[str, int] = {}
+        for t in schema.DATA_TABLES:
+            if t.activity in days:
+                self.execute(*self.names.delete_replaced(t, days[t.activity]))
+            inserted[t.name] = self.insert_run_rows(t, lake)
+        return inserted
+
+    def insert_run_rows(self, t: Table, lake: LakeApply) -> int:
+        """Insert the run's rows of ``t``; how many. Here the rows of its ``stg_`` table from winning files."""
+        return max(self.execute(*self.names.insert_staged(t)), 0)
 
     def winner_days(self) -> WinnerDays:
         """The first and last day of the winners of each activity that has any."""
@@ -254,13 +263,13 @@ class Warehouse(abc.ABC):
             views = self.follows_lake_by_views()
             if views:
                 self.refresh_views(lake.files)
-            self._run_counting(self.names.winner_statements())
+            self._execute_all(self.names.winner_statements())
             days = self.winner_days()
             inserted = {} if views else self.apply_data(lake, days)
-            self._run_counting(self.names.ledger_statements())
+            self._execute_all(self.names.ledger_statements())
             if days:
                 span = (min(first for first, _ in days.values()), max(last for _, last in days.values()))
-                self._run_counting(derived_statements(self.names, run_id, valid_day_minutes, span))
+                self._execute_all(derived_statements(self.names, run_id, valid_day_minutes, span))
             if views:
                 inserted = dict(lake.rows)
             self._check_accounting(run_id, inserted)
@@ -268,16 +277,9 @@ class Warehouse(abc.ABC):
             faults.point("warehouse-before-commit")
         return MergeResult(inserted)
 
-    def _run_counting(self, statements: list[tuple[str, list[object]]]) -> dict[str, int]:
-        """Run ``statements``; rows inserted per data table (recognised by the quoted target)."""
-        inserted: dict[str, int] = {}
-        targets = {f"INSERT INTO {self.names.q(t.name)} ": t.name for t in schema.DATA_TABLES}
+    def _execute_all(self, statements: list[tuple[str, list[object]]]) -> None:
         for sql, params in statements:
-            n = self.execute(sql, params)
-            target = next((name for prefix, name in targets.items() if sql.startswith(prefix)), None)
-            if target:
-                inserted[target] = inserted.get(target, 0) + max(n, 0)
-        return inserted
+            self.execute(sql, params)
 
     def check_staged_accounting(self) -> None:
         """Every staged file: rows read = valid + rejected + duplicate (checked before the lake commit)."""

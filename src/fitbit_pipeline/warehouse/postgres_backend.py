@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from .. import schema
 from ..errors import ConfigError, mask_url, scrub_url
 from ..schema import Table
-from ..sql import Names, WinnerDays, lock_key, placeholders
+from ..sql import Names, lock_key, placeholders
 from .base import LakeApply, MergeResult, Warehouse
 
 _DML = re.compile(r"\s*(INSERT|DELETE|UPDATE)\b", re.IGNORECASE)
@@ -298,24 +298,18 @@ class PostgresWarehouse(Warehouse):
     def loads_lake_files(self) -> bool:
         return True
 
-    def apply_data(self, lake: LakeApply, days: WinnerDays) -> dict[str, int]:
-        """Per data table: delete the participant-days the winners replace, then copy in the lake files that
-        hold the run's rows (once, straight into the production table)."""
-        weeks = self._weeks if self._weeks is not None else self._partition_weeks(lake)
-        inserted = {}
-        for t in schema.DATA_TABLES:
-            if t.activity in days:
-                self.execute(*self.names.delete_replaced(t, days[t.activity]))
-            files = lake.added.get(t.name, [])
-            if not files:
-                inserted[t.name] = 0
-                continue
-            if t in weeks:
-                rebuild = self._prepare_partitions(t, weeks[t])
-            else:
-                rebuild = self._indexes_to_rebuild(t, lake.rows.get(t.name, 0))
-            inserted[t.name] = self._copy_rebuilding(t.name, _parquet_batches(files, t.columns), rebuild)
-        return inserted
+    def insert_run_rows(self, t: Table, lake: LakeApply) -> int:
+        """Copy in the lake files holding the run's rows of ``t`` (once, straight into the production table),
+        into weekly partitions made ready for them, or without the indexes a bulk copy is better off without."""
+        files = lake.added.get(t.name, [])
+        if not files:
+            return 0
+        weeks = (self._weeks if self._weeks is not None else self._partition_weeks(lake)).get(t)
+        if weeks is not None:
+            rebuild = self._prepare_partitions(t, weeks)
+        else:
+            rebuild = self._indexes_to_rebuild(t, lake.rows.get(t.name, 0))
+        return self._copy_rebuilding(t.name, _parquet_batches(files, t.columns), rebuild)
 
     def _copy_rebuilding(self, table_name: str, batches: Iterable[pa.RecordBatch], rebuild: dict[str, str]) -> int:
         """Copy ``batches`` in without the indexes of ``rebuild`` (name -> DDL), then build those once."""

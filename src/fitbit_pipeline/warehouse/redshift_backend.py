@@ -357,18 +357,17 @@ class RedshiftWarehouse(Warehouse):
         return True
 
     def apply_data(self, lake: LakeApply, days: WinnerDays) -> dict[str, int]:
-        """Per data table: delete the participant-days the winners replace, then ``COPY`` the lake files that
-        hold the run's rows (``LakeApply.added``) into the table from a manifest listing exactly them."""
-        inserted: dict[str, int] = {}
+        """The shared delete-then-insert per data table; the files uploaded for it removed afterwards."""
         try:
-            for t in schema.DATA_TABLES:
-                if t.activity in days:
-                    self.execute(*self.names.delete_replaced(t, days[t.activity]))
-                files = lake.added.get(t.name, [])
-                inserted[t.name] = self._copy_lake_files(t, lake.run_id, files) if files else 0
+            return super().apply_data(lake, days)
         finally:
             self._remove_uploads()
-        return inserted
+
+    def insert_run_rows(self, t: Table, lake: LakeApply) -> int:
+        """``COPY`` the lake files holding the run's rows of ``t`` (``LakeApply.added``) from a manifest listing
+        exactly them."""
+        files = lake.added.get(t.name, [])
+        return self._copy_lake_files(t, lake.run_id, files) if files else 0
 
     def _copy_lake_files(self, t: Table, run_id: str, files: Sequence[str]) -> int:
         """Rows of ``files`` copied into ``t``. A Parquet COPY maps columns by position, so a table whose
