@@ -14,10 +14,9 @@ from __future__ import annotations
 import datetime as dt
 
 from .activities import ACTIVITIES
-from .sql import Names, ident
+from .sql import WINNERS, Names
 
 CROSS_FILE_RULES = ("activities_incomplete", "heart_missing_while_active")
-WINNERS = ident("_fitbit_winners")
 
 
 Days = tuple[dt.date, dt.date]

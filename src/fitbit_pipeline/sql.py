@@ -47,6 +47,9 @@ def ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+WINNERS = ident("_fitbit_winners")  # the merge's temporary table: one winning delivery per participant-day-activity
+
+
 def sql_type(t: pa.DataType, dialect: Dialect = "duckdb", column: str = "") -> str:
     if pa.types.is_string(t):
         if dialect == "redshift":
@@ -252,11 +255,10 @@ class Names:
         """The temporary table of winners: one delivery per participant-day-activity (highest rank in
         staging, and not lower than the production delivery)."""
         d = schema.PIPELINE_DELIVERIES
-        win = ident("_fitbit_winners")
         out: list[tuple[str, list[object]]] = [
-            (f"DROP TABLE IF EXISTS {win}", []),
+            (f"DROP TABLE IF EXISTS {WINNERS}", []),
             (
-                f"CREATE TEMPORARY TABLE {win} AS "
+                f"CREATE TEMPORARY TABLE {WINNERS} AS "
                 "SELECT c.participant_id, c.activity, c.date, c.source_file, c.delivery_rank, c.run_id, "
                 "c.data_sources FROM ("
                 "SELECT s.*, ROW_NUMBER() OVER (PARTITION BY s.participant_id, s.activity, s.date "
@@ -272,7 +274,7 @@ class Names:
             ),
         ]
         if self.dialect == "postgres":  # temporary tables get no statistics otherwise
-            out.append((f"ANALYZE {win}", []))
+            out.append((f"ANALYZE {WINNERS}", []))
         return out
 
     def data_statements(self, days: WinnerDays) -> list[tuple[str, list[object]]]:
@@ -293,18 +295,18 @@ class Names:
         target = self.q(t.name)
         return (
             f"DELETE FROM {target} WHERE {target}.date BETWEEN ? AND ? AND EXISTS (SELECT 1 FROM "
-            f"{ident('_fitbit_winners')} w WHERE w.activity = ? AND w.participant_id = {target}.participant_id "
+            f"{WINNERS} w WHERE w.activity = ? AND w.participant_id = {target}.participant_id "
             f"AND w.date = {target}.date)",
             [days[0], days[1], t.activity],
         )
 
     def winner_days(self) -> str:
         """The first and last day of the winners, per activity (``activity, first, last``)."""
-        return f"SELECT activity, MIN(date), MAX(date) FROM {ident('_fitbit_winners')} GROUP BY activity"
+        return f"SELECT activity, MIN(date), MAX(date) FROM {WINNERS} GROUP BY activity"
 
     def insert_staged(self, t: Table, *, every_row: bool = False) -> tuple[str, list[object]]:
         """Insert the staged rows of ``t`` that come from winning files (``every_row``: all of them)."""
-        winning = f" WHERE EXISTS (SELECT 1 FROM {ident('_fitbit_winners')} w WHERE w.source_file = s.source_file)"
+        winning = f" WHERE EXISTS (SELECT 1 FROM {WINNERS} w WHERE w.source_file = s.source_file)"
         return (
             f"INSERT INTO {self.q(t.name)} ({self.column_list(t)}) SELECT {self.column_list(t, 's')} "
             f"FROM {self.q(t.staging_name)} s" + ("" if every_row else winning),
@@ -314,24 +316,23 @@ class Names:
     def ledger_statements(self) -> list[tuple[str, list[object]]]:
         """Deliveries, replaced/superseded files, rejects, findings and the ledger rows of the processed files."""
         d, f = schema.PIPELINE_DELIVERIES, schema.PIPELINE_FILES
-        win = ident("_fitbit_winners")
         key = "w.participant_id = {t}.participant_id AND w.date = {t}.date"
         files = self.q(f.name)
         out: list[tuple[str, list[object]]] = [
             # Files whose delivery is replaced by a different file are marked, never deleted.
             (
                 f"UPDATE {files} SET status = 'replaced' WHERE status = 'loaded' AND source_file IN ("
-                f"SELECT p.source_file FROM {self.q(d.name)} p JOIN {win} w ON w.participant_id = p.participant_id "
+                f"SELECT p.source_file FROM {self.q(d.name)} p JOIN {WINNERS} w ON w.participant_id = p.participant_id "
                 "AND w.activity = p.activity AND w.date = p.date WHERE p.source_file <> w.source_file)",
                 [],
             ),
             (
-                f"DELETE FROM {self.q(d.name)} WHERE EXISTS (SELECT 1 FROM {win} w WHERE w.activity = "
+                f"DELETE FROM {self.q(d.name)} WHERE EXISTS (SELECT 1 FROM {WINNERS} w WHERE w.activity = "
                 f"{self.q(d.name)}.activity AND " + key.format(t=self.q(d.name)) + ")",
                 [],
             ),
             (
-                f"INSERT INTO {self.q(d.name)} ({self.column_list(d)}) SELECT {self.column_list(d)} FROM {win}",
+                f"INSERT INTO {self.q(d.name)} ({self.column_list(d)}) SELECT {self.column_list(d)} FROM {WINNERS}",
                 [],
             ),
         ]
@@ -362,7 +363,7 @@ class Names:
         out.append(
             (
                 f"INSERT INTO {files} ({self.column_list(f)}) SELECT {select} "
-                f"FROM {self.q(f.staging_name)} s LEFT JOIN {win} w ON w.source_file = s.source_file",
+                f"FROM {self.q(f.staging_name)} s LEFT JOIN {WINNERS} w ON w.source_file = s.source_file",
                 [],
             )
         )
@@ -373,7 +374,7 @@ class Names:
         return self.winner_statements() + self.data_statements(days) + self.ledger_statements()
 
     def winners_table(self) -> str:
-        return ident("_fitbit_winners")
+        return WINNERS
 
     def winners(self) -> str:
         return f"SELECT * FROM {self.winners_table()}"
